@@ -328,7 +328,7 @@ class _PyAVBackend:
         container = av.open(str(path))
         try:
             if not container.streams.video:
-                raise InputError(f"{path}: not a video, or corrupt (no video stream found)")
+                raise InputError(f"{path}: no video stream found (not a video, an empty recording, or a corrupt file)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
