@@ -528,8 +528,13 @@ class VideoWriter:
         self._closed = True
         self._atomic.__exit__(None, None, None)
 
-    def abort(self, exc: Optional[BaseException] = None) -> None:
-        """Discard the partial output."""
+    def abort(self, *exc_info) -> None:
+        """Discard the partial output.
+
+        Optionally pass the exception that caused it, either alone or as the ``(type, value, traceback)``
+        triple that ``__exit__`` receives.
+        """
+        exc = next((e for e in reversed(exc_info) if isinstance(e, BaseException)), None)
         if self._closed:
             return
         self._closed = True

@@ -241,6 +241,21 @@ def test_writer_error_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["bare", "exception", "exc_info"])
+def test_writer_explicit_open_and_abort(tmp_path, how):
+    writer = VideoWriter(tmp_path / "manual.mp4", 25).open()
+    writer.write(smooth_frames(n=2))
+    err = RuntimeError("stop")
+    args = {"bare": (), "exception": (err,), "exc_info": (RuntimeError, err, None)}[how]
+    writer.abort(*args)
+    writer.close()  # no-op once aborted
+    assert list(tmp_path.iterdir()) == []
+    writer = VideoWriter(tmp_path / "manual.mp4", 25).open()
+    writer.write(smooth_frames(n=2))
+    writer.close()
+    assert read_video(tmp_path / "manual.mp4").frames.shape[0] == 2
+
+
 def test_writer_error_keeps_previous_file(tmp_path):
     path = tmp_path / "out.mp4"
     write_video(path, smooth_frames(n=3), 25)
