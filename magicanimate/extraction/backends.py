@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -72,8 +71,6 @@ class MediaPipePose:
     """
 
     def __init__(self, *, video: bool = True, smooth: bool = True, min_detection_confidence: float = 0.5):
-        # mediapipe's C++ side logs model-loading chatter through glog unless told otherwise.
-        os.environ.setdefault("GLOG_minloglevel", "2")
         warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
         try:
             mp_pose = importlib.import_module("mediapipe.python.solutions.pose")
