@@ -119,10 +119,8 @@ def facing_front(landmarks: np.ndarray, previous: Optional[bool] = None, margin:
     return score > 0
 
 
-def _bone_distance(shape: Tuple[int, int], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance of every pixel centre to the segment a-b (pixel coordinates, x right, y down)."""
-    h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+def _bone_distance(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance of the pixels ``(xs, ys)`` to the segment a-b (pixel coordinates, x right, y down)."""
     ab = (b - a).astype(np.float32)
     denom = float(ab @ ab)
     px, py = xs - np.float32(a[0]), ys - np.float32(a[1])
@@ -142,31 +140,39 @@ def _polygon_distance(shape: Tuple[int, int], points: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def segment_geometry(seg: Segment, lm: np.ndarray, shape: Tuple[int, int], unit: float):
-    """``(distance map to the segment's core, radius in pixels, depth)`` for one segment."""
+def segment_geometry(seg: Segment, lm: np.ndarray, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray,
+                     unit: float):
+    """``(distance of the pixels (xs, ys) to the segment's core, radius in pixels, depth)`` for one segment.
+
+    ``mask`` is the boolean grid the pixels come from (the torso's polygon is rasterised on it).
+    """
     pts = lm[list(seg.points), :2]
     if seg.kind == "torso":
-        dist = _polygon_distance(shape, pts)
+        dist = _polygon_distance(mask.shape, pts)[mask]
     elif seg.kind == "head":
-        ears = (lm[L.LEFT_EAR, :2] + lm[L.RIGHT_EAR, :2]) / 2
-        centre = (ears + lm[L.NOSE, :2]) / 2
-        dist = _bone_distance(shape, centre, centre)
+        centre = head_centre(lm)
+        dist = _bone_distance(xs, ys, centre, centre)
     elif seg.kind == "hand":
         # wrist to the knuckles' midpoint, extended by a third to reach the fingertips.
         tip = (pts[1] + pts[2]) / 2
-        dist = _bone_distance(shape, pts[0], tip + (tip - pts[0]) / 3)
+        dist = _bone_distance(xs, ys, pts[0], tip + (tip - pts[0]) / 3)
     else:
-        dist = _bone_distance(shape, pts[0], pts[1])
+        dist = _bone_distance(xs, ys, pts[0], pts[1])
     depth = float(lm[list(seg.points), 2].mean())
     if lm[list(seg.points), 3].min() < MIN_VISIBILITY and seg.kind not in ("torso", "head"):
         depth = np.inf  # an occluded limb is behind whatever else covers the pixel
     return dist, RADII[seg.kind] * unit, depth
 
 
-def head_right_side(lm: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
-    """Boolean map: pixels on the person's right of the head's midline (through the nose, ear axis normal)."""
-    h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+def head_centre(lm: np.ndarray) -> np.ndarray:
+    """Centre of the head disc: halfway between the nose and the ears' midpoint."""
+    ears = (lm[L.LEFT_EAR, :2] + lm[L.RIGHT_EAR, :2]) / 2
+    return (ears + lm[L.NOSE, :2]) / 2
+
+
+def head_right_side(lm: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Whether pixels ``(xs, ys)`` lie on the person's right of the head's midline (through the nose,
+    normal to the ear-to-ear axis)."""
     axis = (lm[L.RIGHT_EAR, :2] - lm[L.LEFT_EAR, :2]).astype(np.float32)
     if float(axis @ axis) < 1e-6:  # ears coincide (pure profile): split along the shoulders' axis
         axis = (lm[L.RIGHT_SHOULDER, :2] - lm[L.LEFT_SHOULDER, :2]).astype(np.float32)
@@ -209,14 +215,15 @@ def parts_from_landmarks(
     local = lm.copy()
     local[:, 0] -= x0
     local[:, 1] -= y0
-    shape = sub.shape
+    pys, pxs = np.nonzero(sub)  # row-major, the order of sub's True pixels
+    pxs, pys = pxs.astype(np.float32), pys.astype(np.float32)
 
     n = len(SEGMENTS)
-    surface = np.empty((n, int(sub.sum())), np.float32)  # distance to the segment surface (<= 0: inside)
+    surface = np.empty((n, pxs.size), np.float32)  # distance to the segment surface (<= 0: inside)
     depths = np.empty(n)
     for k, seg in enumerate(SEGMENTS):
-        dist, radius, depth = segment_geometry(seg, local, shape, unit)
-        surface[k] = dist[sub] - radius
+        dist, radius, depth = segment_geometry(seg, local, pxs, pys, sub, unit)
+        surface[k] = dist - radius
         depths[k] = depth
     inside = surface <= 0
     # Inside at least one segment: the front-most (smallest depth) of those; ties by nearest surface.
@@ -234,8 +241,8 @@ def parts_from_landmarks(
     labels = labels_of[choice]
     is_head = choice == head_k
     if is_head.any():
-        right = head_right_side(local, shape)[sub]
-        labels[is_head] = np.where(right[is_head], part_index("head_right"), part_index("head_left"))
+        right = head_right_side(local, pxs[is_head], pys[is_head])
+        labels[is_head] = np.where(right, part_index("head_right"), part_index("head_left"))
     labels[~keep] = 0
     block = out[y0:y1, x0:x1]
     block[sub] = labels
