@@ -58,7 +58,8 @@ def _store_mask(mask: np.ndarray) -> np.ndarray:
     h, w = mask_storage_size(mask.shape)
     if (h, w) != mask.shape:
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
-    return np.clip(mask, 0.0, 1.0).astype(np.float32)
+    # uint8 (probability x 255): a long video's masks take a quarter of the memory of float32
+    return np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 class MediaPipePose:
@@ -176,7 +177,7 @@ class Detectron2DensePose:
             return PoseFrame()
         sh, sw = mask_storage_size((h, w))
         small = cv2.resize(parts, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        return PoseFrame(mask=(small > 0).astype(np.float32), parts=small)
+        return PoseFrame(mask=np.where(small > 0, 255, 0).astype(np.uint8), parts=small)
 
     def close(self) -> None:
         self._predictor = None

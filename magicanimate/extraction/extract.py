@@ -27,7 +27,7 @@ from magicanimate.data.densepose import BACKGROUND_RGB, render_parts
 from magicanimate.errors import ConfigError, InputError
 from magicanimate.extraction import framing, parts as parts_mod, smoothing
 from magicanimate.extraction.backends import BACKENDS, create_backend
-from magicanimate.extraction.landmarks import PoseFrame
+from magicanimate.extraction.landmarks import PoseFrame, mask_probability
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ class MotionPlan:
         if j < 0:
             return np.zeros((size, size), np.uint8)
         masks = [p.mask for p in self.poses]
-        soft = smoothing.smoothed_mask(masks, j, self.mask_sigma, valid=self.found) \
-            if self.mask_sigma > 0 else np.asarray(masks[j], np.float32)
+        soft = (smoothing.smoothed_mask(masks, j, self.mask_sigma, valid=self.found) if self.mask_sigma > 0
+                else np.asarray(masks[j], np.float32))
+        if masks[j].dtype == np.uint8:  # backends store probability x 255
+            soft = soft / 255.0
         place = self._mask_placement(soft.shape)
         person = place.warp(soft) > 0.5
         pose = self.poses[j]
@@ -201,7 +203,7 @@ def plan_motion(
         boxes = []
         for i in np.nonzero(found)[0]:
             pose = poses[i]
-            box = framing.mask_box(pose.mask) if pose.mask is not None else None
+            box = framing.mask_box(mask_probability(pose.mask)) if pose.mask is not None else None
             if box is not None:
                 f = pose.mask.shape[1] / frame_hw[1]
                 box = tuple(v / f for v in box)
@@ -385,7 +387,9 @@ def extract_densepose(
         preview_path = Path(preview) if preview is not None else None
         with ExitStack() as stack:
             writer = stack.enter_context(VideoWriter(output, out_fps))
-            pwriter = stack.enter_context(VideoWriter(preview_path, out_fps)) if preview_path else None
+            # the preview is for eyes only: a fast x264 preset keeps it from doubling the run time
+            pwriter = (stack.enter_context(VideoWriter(preview_path, out_fps, preset="veryfast"))
+                       if preview_path else None)
             source_frames = _selected(reader, indices) if pwriter else None
             for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
                 control = render_parts(plan.part_map(i))

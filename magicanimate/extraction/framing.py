@@ -15,6 +15,8 @@ import numpy as np
 from magicanimate.errors import InputError
 
 FITS = ("crop", "pad")
+#: BlazePose landmarks 0..10 are on the face (nose, eyes, ears, mouth).
+FACE_LANDMARKS = 11
 #: margin around the person's box for ``fit="crop"``, as a fraction of the box's longer side, each side.
 DEFAULT_MARGIN = 0.1
 
@@ -147,16 +149,20 @@ def alignment(motion_landmarks: np.ndarray, reference_landmarks: np.ndarray, *, 
               min_visibility: float = 0.5) -> Tuple[float, np.ndarray]:
     """Scale and shift (output coordinates) moving the motion's person onto the reference's person.
 
-    Uses the landmarks seen (visibility >= ``min_visibility``) in both, weighted by the lower visibility.
+    Uses the landmarks seen (visibility >= ``min_visibility``) in both, weighted by the lower visibility;
+    the face's 11 landmarks (0..10) together weigh as much as one body joint, so that the head's cluster of
+    points does not outweigh the body whose size is being matched.
     """
     vis = np.minimum(motion_landmarks[:, 3], reference_landmarks[:, 3])
     use = vis >= min_visibility
+    weights = vis.copy()
+    weights[:FACE_LANDMARKS] /= FACE_LANDMARKS
     if use.sum() < 3:
         raise InputError(
             f"{source}: fewer than 3 body landmarks are visible in both the reference image and the first "
             f"frame of the motion; cannot align them (drop --align-to, or use a reference showing more "
             f"of the body)")
-    scale, shift = fit_scale_shift(motion_landmarks[use], reference_landmarks[use], vis[use])
+    scale, shift = fit_scale_shift(motion_landmarks[use], reference_landmarks[use], weights[use])
     if not scale > 0:
         raise InputError(f"{source}: aligning the motion to this reference gives a non-positive scale "
                          f"({scale:.3g}); the poses are too different to align")

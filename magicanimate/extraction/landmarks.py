@@ -43,8 +43,9 @@ class PoseFrame:
 
     Attributes:
         landmarks: ``(33, 4)`` (x, y, z, visibility) in pixels of the frame, or ``None`` (mediapipe backend).
-        mask: ``(h, w)`` float32 person probability in ``[0, 1]``; may be stored at a lower resolution than
-            the frame (it covers the whole frame either way). ``None`` when no person was found.
+        mask: ``(h, w)`` person probability, float in ``[0, 1]`` or uint8 in ``[0, 255]`` (how backends store
+            it); may be stored at a lower resolution than the frame (it covers the whole frame either way).
+            ``None`` when no person was found.
         parts: ``(h, w)`` uint8 DensePose part index 0..24 covering the whole frame (detectron2 backend),
             else ``None``.
     """
@@ -74,3 +75,11 @@ def mirror_landmarks(landmarks: np.ndarray, width: float) -> np.ndarray:
     for a, b in LEFT_RIGHT_PAIRS:
         out[..., [a, b], :] = out[..., [b, a], :]
     return out
+
+
+def mask_probability(mask: np.ndarray) -> np.ndarray:
+    """A person mask as float32 in ``[0, 1]`` (uint8 masks hold probability x 255)."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8:
+        return mask.astype(np.float32) / 255.0
+    return mask.astype(np.float32)

@@ -57,4 +57,5 @@ def person():
 
 
 def pose_frame(lm: np.ndarray, shape=(64, 64)) -> PoseFrame:
-    return PoseFrame(landmarks=lm, mask=body_mask(lm, shape).astype(np.float32))
+    """A detection as the mediapipe backend stores it (mask: uint8 probability x 255)."""
+    return PoseFrame(landmarks=lm, mask=np.where(body_mask(lm, shape), 255, 0).astype(np.uint8))

@@ -100,3 +100,17 @@ def test_alignment_needs_shared_visible_landmarks():
     mirrored[:, :2] = -a[:, :2]
     with pytest.raises(InputError, match="non-positive scale"):
         F.alignment(a, mirrored, source="ref.png")
+
+
+def test_alignment_follows_the_body_not_the_face_cluster():
+    rng = np.random.default_rng(3)
+    a = np.zeros((33, 4))
+    a[:, :2] = rng.uniform(0, 100, (33, 2))
+    a[:, 3] = 1.0
+    b = a.copy()
+    b[:, :2] = 2 * a[:, :2] + 5
+    b[:F.FACE_LANDMARKS, :2] += 30.0  # the reference's face landmarks disagree (e.g. a turned head)
+    scale, shift = F.alignment(a, b, source="ref.png")
+    plain_scale, plain_shift = F.fit_scale_shift(a, b)
+    body_error = np.abs(np.array([scale, *shift]) - [2, 5, 5]).max()
+    assert body_error < 0.5 * np.abs(np.array([plain_scale, *plain_shift]) - [2, 5, 5]).max()
