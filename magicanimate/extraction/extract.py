@@ -143,6 +143,24 @@ def _landmark_box(lm: np.ndarray, min_visibility: float = 0.5):
     return (float(seen[:, 0].min()), float(seen[:, 1].min()), float(seen[:, 0].max()), float(seen[:, 1].max()))
 
 
+def check_options(*, size: int, fit: str, margin: float, smooth: float, missing: str,
+                  fps: Optional[float] = None) -> None:
+    """ConfigError for option values extraction cannot use (checked before any work starts)."""
+    if fit not in framing.FITS:
+        raise ConfigError(f"fit must be one of {', '.join(framing.FITS)}, got {fit!r}")
+    if missing not in MISSING_MODES:
+        raise ConfigError(f"missing must be one of {', '.join(MISSING_MODES)}, got {missing!r}")
+    if int(size) != size or size < 16 or size % 2:
+        # H.264 in yuv420p needs even sides
+        raise ConfigError(f"size must be an even number of pixels >= 16, got {size}")
+    if not (margin >= 0 and np.isfinite(margin)):
+        raise ConfigError(f"margin must be >= 0, got {margin}")
+    if not (smooth >= 0 and np.isfinite(smooth)):
+        raise ConfigError(f"smooth must be >= 0 (0 turns smoothing off), got {smooth}")
+    if fps is not None and not (fps > 0 and np.isfinite(fps)):
+        raise ConfigError(f"fps must be a positive number, got {fps}")
+
+
 def plan_motion(
     poses: List[PoseFrame],
     frame_hw: Tuple[int, int],
@@ -162,12 +180,7 @@ def plan_motion(
         reference: ``(landmarks, (H, W))`` of the reference image to align the motion to (``--align-to``).
         source: the input's name, for messages.
     """
-    if fit not in framing.FITS:
-        raise ConfigError(f"fit must be one of {framing.FITS}, got {fit!r}")
-    if missing not in MISSING_MODES:
-        raise ConfigError(f"missing must be one of {MISSING_MODES}, got {missing!r}")
-    if size < 8:
-        raise ConfigError(f"size must be at least 8 pixels, got {size}")
+    check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing)
     n = len(poses)
     if n == 0:
         raise InputError(f"{source}: the video has zero frames")
@@ -355,6 +368,9 @@ def extract_densepose(
     from magicanimate.data.video import VideoReader, VideoWriter, read_image
 
     input, output = Path(input), Path(output)
+    check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing, fps=fps)
+    if input_fps is not None and not (input_fps > 0 and np.isfinite(input_fps)):
+        raise ConfigError(f"input fps must be a positive number, got {input_fps}")
     if backend not in BACKENDS and estimator is None:
         raise ConfigError(f"unknown extraction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if output.suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):

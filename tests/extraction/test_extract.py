@@ -216,6 +216,12 @@ def test_cli_bad_options(small_video, tmp_path, capsys):
     code, cap = _run_cli(capsys, "--input", str(small_video), "--output", str(tmp_path / "o.mp4"),
                          "--align-to", str(tmp_path / "missing.png"))
     assert code == 2 and "missing.png: no such file" in cap.err
+    for option, value, message in (("--smooth", "-1", "smooth must be >= 0"), ("--size", "33", "even number"),
+                                   ("--fps", "0", "fps must be a positive"), ("--margin", "-0.5", "margin")):
+        code, cap = _run_cli(capsys, "--input", str(small_video), "--output", str(tmp_path / "o.mp4"),
+                             option, value)
+        assert code == 2 and cap.err.startswith("error: ") and message in cap.err, cap.err
+    assert not (tmp_path / "o.mp4").exists()
     with pytest.raises(SystemExit) as exc:
         cli.main(["--input", str(small_video), "--output", "o.mp4", "--backend", "openpose"])
     assert exc.value.code == 2
