@@ -131,6 +131,11 @@ def test_single_crop_for_the_whole_video():
     union = E.framing.union_box(boxes)
     side = max(union[2] - union[0], union[3] - union[1])
     assert plan.placement.scale == pytest.approx(32 / side)
+    # a stray blob far from the skeleton in one frame does not widen the crop
+    poses[2].mask = poses[2].mask.copy()
+    poses[2].mask[0:3, 120:128] = 255
+    same = E.plan_motion(poses, (64, 128), 25.0, size=32, fit="crop", margin=0.0)
+    assert same.placement == plan.placement
     pad = E.plan_motion(poses, (64, 128), 25.0, size=32, fit="pad").placement
     assert pad.scale == pytest.approx(32 / 128)
 
