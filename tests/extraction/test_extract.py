@@ -160,6 +160,14 @@ def test_detectron2_part_maps_are_placed_and_masked():
     plan = E.plan_motion(poses, (64, 64), 25.0, size=64, fit="pad", smooth=1.0)
     out = plan.part_map(2)
     np.testing.assert_array_equal(out, pm)
+    # person pixels the part map misses (the mask is larger) take the nearest part's label
+    wider = mask.copy()
+    wider[5:10, 25:35] = 1.0  # above the head part
+    wider[30:40, 40:44] = 1.0  # right of the torso
+    poses = [PoseFrame(mask=wider, parts=pm) for _ in range(2)]
+    out = E.plan_motion(poses, (64, 64), 25.0, size=64, fit="pad", smooth=0.0).part_map(0)
+    assert (out[5:10, 25:35] == 23).all() and (out[30:40, 40:44] == 2).all()
+    assert (out[wider == 0] == 0).all()
     with pytest.raises(ConfigError, match="align-to needs body landmarks"):
         E.plan_motion(poses, (64, 64), 25.0, size=64, reference=(skeleton(), (64, 64)))
 
