@@ -19,7 +19,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from magicanimate.errors import ConfigError, InputError, WeightsError
+from magicanimate.errors import ConfigError, WeightsError
 from magicanimate.extraction.landmarks import NUM_LANDMARKS, PoseFrame
 
 logger = logging.getLogger(__name__)
