@@ -256,3 +256,76 @@ def test_script_reports_errors_without_traceback(tmp_path):
          "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
+    # Stand-ins for detectron2's config/predictor and DensePose's result extractor: they check how the
+    # backend drives them and return a part-label patch for a box, which must land in the frame.
+    class Arr(np.ndarray):
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return np.asarray(self)
+
+    class Cfg:
+        def __init__(self):
+            self.MODEL = type("M", (), {"ROI_HEADS": type("R", (), {})()})()
+            self.merged = None
+
+        def merge_from_file(self, path):
+            self.merged = path
+
+        def freeze(self):
+            pass
+
+    class Instances:
+        def __init__(self, scores):
+            self.scores = np.asarray(scores)
+
+        def __len__(self):
+            return len(self.scores)
+
+        def to(self, device):
+            return self
+
+        def has(self, name):
+            return name == "pred_densepose"
+
+        def __getitem__(self, item):
+            return Instances(self.scores[item])
+
+    seen = {}
+
+    def predictor(cfg):
+        seen["cfg"] = cfg
+
+        def run(bgr):
+            seen["bgr"] = bgr
+            return {"instances": Instances([0.3, 0.95])}
+        return run
+
+    labels = np.full((20, 10), 2, np.uint8).view(Arr)
+
+    class Extractor:
+        def __call__(self, instances):
+            assert len(instances) == 1 and instances.scores[0] == 0.95  # the best-scoring person only
+            return [type("Res", (), {"labels": labels})()], [np.array([12.7, 30.2, 10.9, 20.4])]
+
+    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}), type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
+               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}),
+               type("X", (), {"DensePoseResultExtractor": Extractor}))
+    monkeypatch.setattr(backends, "import_detectron2", lambda: modules)
+    weights, config = tmp_path / "w.pkl", tmp_path / "c.yaml"
+    weights.write_bytes(b"x")
+    config.write_text("x")
+    est = backends.create_backend("detectron2", weights=str(weights), config=str(config), device="cpu")
+    assert seen["cfg"].MODEL.WEIGHTS == str(weights) and seen["cfg"].merged == str(config)
+    frame = np.zeros((64, 48, 3), np.uint8)
+    frame[..., 0] = 200
+    pose = est(frame)
+    assert seen["bgr"][0, 0, 2] == 200  # the predictor gets BGR
+    assert pose.parts.shape == (64, 48) and pose.landmarks is None
+    ys, xs = np.nonzero(pose.parts)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (30, 49, 12, 21)
+    assert (pose.parts[pose.parts > 0] == 2).all() and (pose.mask[pose.parts > 0] == 255).all()
