@@ -15,7 +15,7 @@ from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.extraction import backends, cli, extract as E
 from magicanimate.extraction.landmarks import PoseFrame
 
-from conftest import body_mask, pose_frame, skeleton
+from extraction_helpers import body_mask, pose_frame, skeleton
 
 REPO = Path(__file__).resolve().parents[2]
 

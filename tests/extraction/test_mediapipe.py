@@ -17,7 +17,7 @@ from magicanimate.errors import InputError
 from magicanimate.extraction import extract as E
 from magicanimate.extraction import landmarks as L
 
-from conftest import requires_mediapipe
+from extraction_helpers import requires_mediapipe
 
 pytestmark = requires_mediapipe
 
