@@ -66,7 +66,8 @@ class AppearanceEncoderModel(UNet2DConditionModel):
         from .convert import appearance_state_dict_from_unet2d
 
         model = cls.from_config({k: v for k, v in unet2d.config.items() if not k.startswith("_")})
-        model.to(dtype=unet2d.dtype)
+        if unet2d.dtype != model.dtype:
+            model.to(dtype=unet2d.dtype)
         model.load_state_dict(appearance_state_dict_from_unet2d(unet2d.state_dict(), model), strict=True)
         return model
 

@@ -237,7 +237,8 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                       motion_max_seq_length=motion_max_seq_length, motion_norm_num_groups=motion_norm_num_groups,
                       resnet_norm=resnet_norm)
         model = cls.from_config(config)
-        model.to(dtype=unet2d.dtype)
+        if unet2d.dtype != model.dtype:
+            model.to(dtype=unet2d.dtype)
         if load_weights:
             model.load_spatial_state_dict(unet2d.state_dict(), source="UNet2DConditionModel")
         return model
