@@ -202,7 +202,7 @@ def unet3d_config_from_original(config: Mapping, unet_additional_kwargs: Mapping
             raise ConfigError("temporal_position_encoding=False is not supported")
         if kw.get("temporal_attention_dim_div", 1) != 1:
             raise ConfigError("temporal_attention_dim_div other than 1 is not supported")
-        if kw.get("cross_frame_attention_mode") or kw.get("zero_initialize", True) is False and False:
+        if kw.get("cross_frame_attention_mode"):
             raise ConfigError("cross_frame_attention_mode is not supported")
         out.update(motion_num_attention_heads=kw.get("num_attention_heads", 8),
                    motion_num_transformer_blocks=kw.get("num_transformer_block", 1),
@@ -340,6 +340,8 @@ def load_pretrained_folder(cls, path: str | Path, *, torch_dtype=None, device=No
     what = f"{cls.__name__} ({_describe(sd)} given)"
     if isinstance(model, AppearanceEncoderModel):
         sd = appearance_state_dict_from_unet2d(sd, model) if set(sd) - set(model.state_dict()) else sd
+    elif isinstance(model, UNet3DMotionModel):  # original (AnimateDiff) motion-module naming is accepted too
+        sd = unet3d_state_dict_from_original(strip_prefixes(sd), source=str(weights_file))
     load_into(model, sd, source=str(weights_file), what=what)
     return _to(model, torch_dtype, device)
 

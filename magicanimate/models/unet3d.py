@@ -253,6 +253,16 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
         assert not result.unexpected_keys
 
     @classmethod
+    def from_config(cls, config=None, **kwargs):
+        """diffusers' ``from_config``; also accepts the original MagicAnimate/AnimateDiff 3D UNet config
+        (``*3D`` block types, ``motion_module_kwargs``), converted by ``unet3d_config_from_original``."""
+        if isinstance(config, dict) and is_original_unet3d_config(config):
+            from .convert import unet3d_config_from_original
+
+            config = unet3d_config_from_original(config)
+        return super().from_config(config, **kwargs)
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, *, torch_dtype: torch.dtype | None = None,
                         device: str | torch.device | None = None, **_: object) -> "UNet3DMotionModel":
         """Load a folder written by :meth:`save_pretrained` (config.json + safetensors), strictly."""
@@ -366,6 +376,12 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
         if not return_dict:
             return (out,)
         return UNet3DOutput(sample=out)
+
+
+def is_original_unet3d_config(config: dict) -> bool:
+    """Whether a config dict is in the original (AnimateDiff/MagicAnimate UNet3DConditionModel) format."""
+    return "motion_module_kwargs" in config or any(
+        str(t).endswith("3D") for t in (*config.get("down_block_types", ()), *config.get("up_block_types", ())))
 
 
 _UNET2D_UNSUPPORTED = {
