@@ -168,10 +168,10 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                          temporal_max_seq_length=motion_max_seq_length,
                          temporal_transformer_layers_per_block=motion_num_transformer_blocks) if motion else {}
 
-        def attn_kw(kind: str, i: int) -> dict:
+        def attn_kw(kind: str, num_heads: int) -> dict:
             if not kind.startswith("CrossAttn"):
                 return {}
-            return dict(num_attention_heads=heads[i], cross_attention_dim=cross_attention_dim,
+            return dict(num_attention_heads=num_heads, cross_attention_dim=cross_attention_dim,
                         use_linear_projection=use_linear_projection, only_cross_attention=only_cross_attention,
                         upcast_attention=upcast_attention, transformer_layers_per_block=transformer_layers_per_block)
 
@@ -184,7 +184,7 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
             cls = _DOWN[kind][1 if motion else 0]
             self.down_blocks.append(cls(num_layers=layers_per_block, in_channels=in_ch, out_channels=out_ch,
                                         add_downsample=i < n - 1, downsample_padding=downsample_padding,
-                                        **common, **attn_kw(kind, i), **motion_kw))
+                                        **common, **attn_kw(kind, heads[i]), **motion_kw))
 
         self.mid_block = UNetMidBlock2DCrossAttn(
             in_channels=block_out_channels[-1], output_scale_factor=mid_block_scale_factor,
@@ -201,12 +201,9 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                 raise ConfigError(f"{kind!r} is not an up block type")
             prev, out_ch, in_ch = out_ch, rev_ch[i], rev_ch[min(i + 1, n - 1)]
             cls = _UP[kind][1 if motion else 0]
-            kw = attn_kw(kind, 0)
-            if kw:
-                kw["num_attention_heads"] = rev_heads[i]
             self.up_blocks.append(cls(num_layers=layers_per_block + 1, in_channels=in_ch, out_channels=out_ch,
                                       prev_output_channel=prev, add_upsample=i < n - 1, resolution_idx=i,
-                                      **common, **kw, **motion_kw))
+                                      **common, **attn_kw(kind, rev_heads[i]), **motion_kw))
 
         self.conv_norm_out = WindowGroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps,
                                              per_frame=resnet_norm == "frame")
