@@ -260,12 +260,25 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
         return super().from_config(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, torch_dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None, **_: object) -> "UNet3DMotionModel":
-        """Load a folder written by :meth:`save_pretrained` (config.json + safetensors), strictly."""
+    def from_pretrained(cls, path: str | Path, *, subfolder: str | None = None,
+                        torch_dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> "UNet3DMotionModel":
+        """Load a folder written by :meth:`save_pretrained` (or the original format), strictly.
+
+        Unlike diffusers' loader, every missing or unexpected tensor raises WeightsError naming it.
+        """
         from .convert import load_pretrained_folder
 
-        return load_pretrained_folder(cls, path, torch_dtype=torch_dtype, device=device)
+        folder = Path(path) / subfolder if subfolder else Path(path)
+        return load_pretrained_folder(cls, folder, torch_dtype=torch_dtype, device=device)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` (config.json + safetensors), written to a temporary folder that
+        replaces ``save_directory`` only once complete."""
+        from ..utils.files import atomic_path
+
+        with atomic_path(save_directory) as tmp:
+            super().save_pretrained(tmp, **kwargs)
 
     # ---- parameter groups ---------------------------------------------------------------------------
     def motion_module_parameters(self) -> Iterator[nn.Parameter]:
