@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per video")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps or cpu), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--no-hash-check", action="store_true", help="skip SHA-256 checks of weight files")
+    parser.add_argument("--no-hash-check", action="store_true", help="skip the size and SHA-256 checks of weight files")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--random-networks-for-tests", action="store_true",
                         help="TESTS ONLY: seeded random weights for the metric networks; numbers are meaningless")

@@ -7,6 +7,12 @@ decomposition (``eigh``, negative eigenvalues from rounding clipped to 0), then 
 symmetric PSD matrix ``S1^1/2 S2 S1^1/2``. Unlike ``scipy.linalg.sqrtm(S1 @ S2)`` this never produces
 complex parts and is stable for the singular covariances one gets from fewer samples than dimensions.
 Everything is float64; covariances use ``ddof=1`` (as pytorch-fid's ``np.cov``).
+
+From features with fewer samples than dimensions (FID-VID has one sample per video) the covariances are
+low rank, and :func:`frechet_distance_from_features` uses the exact identity
+``tr((S1 S2)^1/2) = ||X2 X1^T||_* / sqrt((n1 - 1)(n2 - 1))`` (X centred features, ``||.||_*`` the sum of
+singular values): the nonzero eigenvalues of ``S1 S2`` are the squared singular values of that small
+``n2 x n1`` matrix. Same number, without decomposing two ``D x D`` matrices.
 """
 
 from __future__ import annotations
@@ -64,4 +70,14 @@ def frechet_distance_from_features(features1: np.ndarray, features2: np.ndarray,
     """Fréchet distance between the Gaussians fitted to two ``(N, D)`` feature sets."""
     mu1, s1 = feature_statistics(features1, what=f"{what} (generated)")
     mu2, s2 = feature_statistics(features2, what=f"{what} (ground truth)")
-    return frechet_distance(mu1, s1, mu2, s2)
+    if s1.shape != s2.shape:
+        raise ValueError(f"{what}: feature dimensions differ ({s1.shape[0]} vs {s2.shape[0]})")
+    n1, n2, dim = len(features1), len(features2), s1.shape[0]
+    if min(n1, n2) >= dim:
+        return frechet_distance(mu1, s1, mu2, s2)
+    x1 = np.asarray(features1, dtype=np.float64) - mu1
+    x2 = np.asarray(features2, dtype=np.float64) - mu2
+    trace_sqrt = np.linalg.svd(x2 @ x1.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt
+    return float(max(value, 0.0))

@@ -118,12 +118,14 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def check_file(path: Path, spec: WeightFile, *, verify_hash: bool = True) -> None:
-    """Size and hash-prefix checks where the published values are known."""
+    """Size and hash-prefix checks where the published values are known (``verify_hash=False`` skips both)."""
+    if not verify_hash:
+        return
     if spec.size_bytes is not None and path.stat().st_size != spec.size_bytes:
         raise WeightsError(
             f"{path}: {path.stat().st_size} bytes, expected {spec.size_bytes} for {spec.describe()} "
             f"(truncated download or a different file)")
-    if verify_hash and spec.sha256_prefix is not None:
+    if spec.sha256_prefix is not None:
         digest = sha256_of(path)
         if not digest.startswith(spec.sha256_prefix):
             raise WeightsError(
