@@ -220,6 +220,10 @@ def evaluate_folders(generated, ground_truth, options: Optional[EvalOptions] = N
             video_stats["clips"] = len(fvd_gen[-1])
         per_video[pair.name] = video_stats
 
+    if "fid" in metrics and total_frames < 2:
+        raise InputError(
+            f"FID needs at least 2 frames (covariance with ddof=1), {ground_truth} has {total_frames}; "
+            f"drop it with --metrics or add frames")
     variants: Dict[str, float] = {k: float(np.mean(v)) for k, v in per_frame.items()}
     if lpips_values:
         variants[f"lpips_{lpips_range.replace('..', '_')}"] = float(np.mean(lpips_values))

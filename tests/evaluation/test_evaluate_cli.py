@@ -127,6 +127,11 @@ def test_errors_are_one_line_and_leave_no_output(cli, folders, tmp_path, capsys)
     code, _, err = _run(cli, capsys, "--generated", folders / "same" / "dance_a", "--ground-truth",
                         folders / "gt" / "dance_a", "--random-networks-for-tests", "--output", out_json)
     assert code == 2 and "at least 2 videos" in err and not out_json.exists()
+    one = tmp_path / "one_frame"
+    write_image(one / "0000.png", _video(1)[0])
+    code, _, err = _run(cli, capsys, "--generated", one, "--ground-truth", one, "--metrics", "fid",
+                        "--random-networks-for-tests")
+    assert code == 2 and "FID needs at least 2 frames" in err
     # names must match
     other = tmp_path / "other"
     write_image(other / "dance_a" / "0000.png", _video(1)[0])

@@ -113,34 +113,42 @@ def _save_published_layout(tmp_path, key, state):
     return path
 
 
+def _tagged(state):
+    """One distinct constant per tensor, stored as a zero-stride view: the file stays tiny, and a value
+    loaded into the wrong parameter would show."""
+    return {k: torch.full((1,), float(i + 1)).expand(*v.shape) if v.dim() else v.clone()
+            for i, (k, v) in enumerate(_params(state).items())}
+
+
 def test_published_layouts_load_strictly(tmp_path):
-    torch.manual_seed(0)
+    with torch.device("meta"):
+        inc, res, i3d, lp = FIDInceptionV3(), ResNet3D50(), InceptionI3D(), LPIPSVGG()
+    inc_sd, res_sd, i3d_sd = _tagged(inc.state_dict()), _tagged(res.state_dict()), _tagged(i3d.state_dict())
     # pytorch-fid: a flat state dict without num_batches_tracked (saved by an old torch)
-    inc = FIDInceptionV3()
-    _save_published_layout(tmp_path, "inception", _params(inc.state_dict()))
+    _save_published_layout(tmp_path, "inception", inc_sd)
     # Hara: {"state_dict": {"module." + key}} plus training metadata
-    res = ResNet3D50()
     _save_published_layout(tmp_path, "resnet3d50", {
-        "epoch": 200, "arch": "resnet-50",
-        "state_dict": {"module." + k: v for k, v in _params(res.state_dict()).items()}})
-    # I3D: flat, with num_batches_tracked
-    i3d = InceptionI3D()
-    _save_published_layout(tmp_path, "i3d", i3d.state_dict())
-    # torchvision VGG16 with its classifier (zero-stride tensors keep the file small)
-    lp = LPIPSVGG()
-    vgg = dict(lp.net.state_dict())
+        "epoch": 200, "arch": "resnet-50", "state_dict": {"module." + k: v for k, v in res_sd.items()}})
+    # I3D: flat, here with num_batches_tracked as a recent torch saves it
+    _save_published_layout(tmp_path, "i3d", {**i3d_sd, "Conv3d_1a_7x7.bn.num_batches_tracked": torch.tensor(0)})
+    # torchvision VGG16 with its classifier
+    vgg = _tagged(lp.net.state_dict())
     for name, shape in WEIGHT_FILES["vgg16"].allowlisted:
         vgg[name] = torch.zeros(1).expand(*shape)
     _save_published_layout(tmp_path, "vgg16", vgg)
-    _save_published_layout(tmp_path, "lpips_vgg", {k: v for k, v in lp.state_dict().items() if k.startswith("lin")})
+    heads = _tagged({k: v for k, v in lp.state_dict().items() if k.startswith("lin")})
+    _save_published_layout(tmp_path, "lpips_vgg", heads)
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) < 5_000_000
 
-    for name, ref in (("inception", inc), ("resnet3d", res), ("i3d", i3d), ("lpips", lp)):
+    expected = {"inception": inc_sd, "resnet3d": res_sd, "i3d": i3d_sd,
+                "lpips": {**{f"net.{k}": v for k, v in vgg.items() if k.startswith("features")}, **heads}}
+    for name, state in expected.items():
         model, record = build_network(name, tmp_path, verify_hash=False)
         assert all(str(tmp_path) in p for p in record.values())
-        loaded, original = model.state_dict(), ref.state_dict()
-        for k, v in original.items():
-            if not k.endswith("num_batches_tracked"):
-                assert torch.equal(loaded[k], v), (name, k)
+        loaded = _params(model.state_dict())
+        assert set(loaded) == set(state), name
+        for k, v in state.items():
+            assert torch.equal(loaded[k], v.expand_as(loaded[k])), (name, k)
 
 
 def test_missing_file_names_it_and_where_it_is_published(tmp_path):
