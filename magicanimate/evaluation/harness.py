@@ -191,6 +191,12 @@ def evaluate_folders(generated, ground_truth, options: Optional[EvalOptions] = N
         bar.set_postfix_str(pair.name)
         gen, gt, mask = load_pair(pair, allow_length_mismatch=options.allow_length_mismatch,
                                   max_frames=options.max_frames)
+        smallest = min(gt.shape[1:3])
+        for metric, need in (("ssim", 11), ("lpips", 16)):
+            if metric in metrics and smallest < need:
+                raise InputError(
+                    f"{pair.ground_truth}: frames of {gt.shape[1]}x{gt.shape[2]} are too small for {metric} "
+                    f"(needs at least {need}x{need}); drop it with --metrics")
         sizes.add(tuple(gt.shape[1:3]))
         total_frames += len(gt)
         video_stats: Dict[str, float] = {"frames": len(gt)}
