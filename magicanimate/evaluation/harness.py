@@ -40,21 +40,19 @@ PROTOCOLS = ("disco", "standard")
 RANDOM_WARNING = ("RANDOM-INITIALISED METRIC NETWORKS (test-only flag): LPIPS, FID, FID-VID and FVD values "
                   "are meaningless")
 
-# protocol -> metric -> (variant key, definition)
+# protocol -> metric -> (variant key, definition); FVD's entry depends on the clip builder (set per run)
 _HEADLINE = {
     "disco": {
         "l1": ("l1_disco", "mean abs(gen - gt) on 0..255 divided by H*W (DisCo; resolution dependent)"),
         "psnr": ("psnr_disco", "PSNR after uint8 subtraction/squaring that wrap mod 256 (DisCo); 100 dB if identical"),
         "ssim": ("ssim_disco", "scikit-image defaults on OpenCV gray: 7x7 uniform, sample covariance, range 255"),
         "lpips": ("lpips_0_1", "LPIPS v0.1 VGG fed [0, 1] without rescaling (as DisCo)"),
-        "fvd": ("fvd_stride1", "FVD, I3D-400 logits, clips = " + feats.CLIP_BUILDERS["stride1"]),
     },
     "standard": {
         "l1": ("mae", "mean abs(gen - gt) on 0..255"),
         "psnr": ("psnr", "PSNR in float, data range 255, per frame then averaged; 100 dB if identical"),
         "ssim": ("ssim_standard", "Wang et al.: 11x11 Gaussian sigma 1.5, population covariance, on OpenCV gray"),
         "lpips": ("lpips_-1_1", "LPIPS v0.1 VGG fed [-1, 1] (LPIPS's convention)"),
-        "fvd": ("fvd_chunks", "FVD, I3D-400 logits, clips = " + feats.CLIP_BUILDERS["chunks"]),
     },
 }
 _COMMON = {
