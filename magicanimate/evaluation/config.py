@@ -1,0 +1,71 @@
+"""Typed schema of the reproduction configs (``configs/eval/*.yaml``), loaded with magicanimate.config.
+
+One config describes one table of the paper: where the test split lives, how the animation pipeline is
+run on it, and how the results are evaluated. Unknown keys are errors (see :func:`load_eval_config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from magicanimate.evaluation.harness import METRICS
+
+
+@dataclass
+class AnimationSettings:
+    """What the driver passes to the animation pipeline for every test video."""
+
+    weights_root: Optional[str] = None  # the pretrained-models root scripts/animate.py --weights takes
+    steps: int = 25
+    guidance_scale: float = 7.5
+    seed: int = 1
+    size: int = 512  # generation size; results are resized to ground truth for evaluation
+    device: str = "auto"
+    dtype: str = "auto"
+    # any other key of the inference config (configs/inference/default.yaml), passed through unchanged
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PaperNumbers:
+    """The published numbers this config reproduces (printed beside ours; null = not reported)."""
+
+    source: str = ""
+    l1: Optional[float] = None
+    psnr: Optional[float] = None
+    ssim: Optional[float] = None
+    lpips: Optional[float] = None
+    fid: Optional[float] = None
+    fid_vid: Optional[float] = None
+    fvd: Optional[float] = None
+
+
+@dataclass
+class EvalConfig:
+    name: str = MISSING
+    data_root: str = MISSING  # one entry per test video: <data_root>/<video>/<frames_dir>, <densepose_dir>
+    split_file: str = MISSING  # video names, one per line ('#' comments)
+    frames_dir: str = "images"  # folder of frames or a video file name, inside each video's folder
+    densepose_dir: str = "densepose"  # our viridis DensePose rendering (folder of frames or video)
+    masks_dir: Optional[str] = None  # foreground masks for the foreground L1 (TED-talks)
+    reference_frame: int = 0  # index of the ground-truth frame used as the reference image
+    eval_size: List[int] = field(default_factory=lambda: [256, 256])  # (H, W) the metrics are computed at
+    max_frames: Optional[int] = None
+    output_dir: str = "outputs/eval"
+    protocol: str = "disco"
+    metrics: List[str] = field(default_factory=lambda: list(METRICS))
+    weights_dir: Optional[str] = None  # metric network weights (scripts/download_eval_weights.py)
+    fvd_clips: Optional[str] = None
+    batch_size: int = 8
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
+    paper: PaperNumbers = field(default_factory=PaperNumbers)
+
+
+def load_eval_config(path=None, overrides=()):
+    """Load ``path`` strictly against :class:`EvalConfig`, then ``key=value`` overrides."""
+    from magicanimate.config import load_config
+
+    return load_config(EvalConfig, path, overrides)
