@@ -73,13 +73,13 @@ class Motion:
         """Sample a motion; the same seed always gives the same motion."""
         rng = np.random.default_rng([int(seed), 0x40])
         u = rng.uniform
-        tempo = u(0.5, 1.2)
+        tempo = u(0.4, 1.0)
 
         def wave(rest, amp, symmetric_phase=None) -> _Wave:
             main_phase = u(0, 2 * math.pi) if symmetric_phase is None else symmetric_phase
             return _Wave(
                 rest=u(*rest),
-                amps=(u(*amp), u(0, amp[1] * 0.4)),
+                amps=(u(*amp), u(0, amp[1] * 0.3)),
                 harms=(float(rng.choice([0.5, 1.0])), float(rng.choice([1.5, 2.0]))),
                 phases=(main_phase, u(0, 2 * math.pi)),
             )
