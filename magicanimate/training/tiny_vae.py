@@ -61,8 +61,12 @@ class TinyVAETrainConfig:
     seed: int = 0
     num_threads: int = 1
     steps: int = 3000
-    # wall-clock cap on the optimisation loop (minutes; 0 = none): a fixed budget on a shared CPU
+    # Budget of the optimisation loop in CPU minutes of this process (0 = none). CPU time, not wall time,
+    # so that the result does not depend on how busy a shared machine is; the learning-rate schedule
+    # runs to whichever ends first, `steps` or this budget (with the budget ending first, the step count
+    # varies a little from run to run). max_wall_minutes is a safety cap on wall time.
     max_minutes: float = 20.0
+    max_wall_minutes: float = 0.0
     batch_size: int = 16
     lr: float = 1e-3
     lr_warmup_steps: int = 100
@@ -214,6 +218,23 @@ def measure_scaling_factor(vae, frames: np.ndarray, seed: int = 0, batch_size: i
     return float(1.0 / torch.cat(zs).float().std())
 
 
+def _progress(step: int, steps: int, cpu_seconds: float, max_minutes: float) -> float:
+    """Fraction of training done: steps, or CPU budget if that runs out first."""
+    by_time = cpu_seconds / (max_minutes * 60) if max_minutes > 0 else 0.0
+    return max(step / steps, by_time)
+
+
+def _evaluate(vae, frames, step, loss, start, cpu_start, cfg, history, marks, bar) -> None:
+    vae.eval()
+    p = psnr(reconstruct(vae, frames), frames)
+    wall, cpu = round(time.perf_counter() - start, 1), round(time.process_time() - cpu_start, 1)
+    history.append({"step": step, "seconds": wall, "cpu_seconds": cpu, "loss": loss, "test_psnr": round(p, 2)})
+    for m in cfg.psnr_marks:
+        if p >= m and str(m) not in marks:
+            marks[str(m)] = {"step": step, "seconds": wall, "cpu_seconds": cpu}
+    bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.2f}")
+
+
 def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
     """Train, measure the scaling factor, save to ``cfg.output_dir``; returns the metrics."""
     torch.set_num_threads(cfg.num_threads)
@@ -229,16 +250,21 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
 
     vae = build_tiny_vae(cfg.model, cfg.data.size)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / max(cfg.lr_warmup_steps, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0))),
-    )
     gen = torch.Generator().manual_seed(cfg.seed)
     history, marks = [], {}
-    start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="train tiny VAE", unit="step", disable=not progress)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    bar = tqdm(total=cfg.steps, desc="train tiny VAE", unit="step", disable=not progress)
     step = 0
-    for step in bar:
+    while True:
+        cpu = time.process_time() - cpu_start
+        wall = time.perf_counter() - start
+        done = _progress(step, cfg.steps, cpu, cfg.max_minutes)
+        if done >= 1.0 or (cfg.max_wall_minutes > 0 and wall > cfg.max_wall_minutes * 60):
+            break
+        # Linear warm-up, then cosine decay to zero at the end of the steps or of the CPU budget.
+        warm = min(1.0, (step + 1) / max(cfg.lr_warmup_steps, 1))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
         idx = rng.integers(0, len(train), size=cfg.batch_size)
         batch = train[idx]
         if cfg.data.hflip:
@@ -249,22 +275,17 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
-        sched.step()
-        if not torch.isfinite(losses["loss"]):
-            raise RuntimeError(f"tiny VAE training diverged at step {step} (loss {losses['loss'].item()})")
-        elapsed = time.perf_counter() - start
-        last = (step + 1) == cfg.steps or (cfg.max_minutes > 0 and elapsed > cfg.max_minutes * 60)
-        if (step + 1) % cfg.eval_every == 0 or last:
-            vae.eval()
-            p = psnr(reconstruct(vae, eval_frames), eval_frames)
-            history.append({"step": step + 1, "seconds": round(elapsed, 1), "loss": losses["loss"].item(), "test_psnr": round(p, 2)})
-            for m in cfg.psnr_marks:
-                if p >= m and str(m) not in marks:
-                    marks[str(m)] = {"step": step + 1, "seconds": round(elapsed, 1)}
-            bar.set_postfix(loss=f"{losses['loss'].item():.4f}", psnr=f"{p:.2f}")
-        if last:
-            break
-    train_seconds = time.perf_counter() - start
+        step += 1
+        bar.update(1)
+        loss = losses["loss"].item()
+        if not math.isfinite(loss):
+            raise RuntimeError(f"tiny VAE training diverged at step {step} (loss {loss})")
+        if step % cfg.eval_every == 0:
+            _evaluate(vae, eval_frames, step, loss, start, cpu_start, cfg, history, marks, bar)
+    if not history or history[-1]["step"] != step:
+        _evaluate(vae, eval_frames, step, loss if step else float("nan"), start, cpu_start, cfg, history, marks, bar)
+    bar.close()
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     vae.eval()
     test_psnr = psnr(reconstruct(vae, test), test)
     n_scale = min(cfg.scaling_frames, len(train))
@@ -274,8 +295,9 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
 
     out = Path(cfg.output_dir)
     metrics = {
-        "steps": step + 1,
+        "steps": step,
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
         "num_threads": cfg.num_threads,
         "test_psnr": round(test_psnr, 2),
         "test_frames": int(len(test)),
