@@ -62,9 +62,9 @@ class TinyVAETrainConfig:
     num_threads: int = 1
     steps: int = 3000
     # Budget of the optimisation loop in CPU minutes of this process (0 = none). CPU time, not wall time,
-    # so that the result does not depend on how busy a shared machine is; the learning-rate schedule
-    # runs to whichever ends first, `steps` or this budget (with the budget ending first, the step count
-    # varies a little from run to run). max_wall_minutes is a safety cap on wall time.
+    # so that the result does not depend on how busy a shared machine is. max_wall_minutes (0 = none)
+    # caps wall time too. The learning-rate schedule runs to whichever ends first: `steps`, the CPU
+    # budget or the wall budget; only when `steps` ends first is the run bit-for-bit reproducible.
     max_minutes: float = 20.0
     max_wall_minutes: float = 0.0
     batch_size: int = 16
@@ -218,10 +218,12 @@ def measure_scaling_factor(vae, frames: np.ndarray, seed: int = 0, batch_size: i
     return float(1.0 / torch.cat(zs).float().std())
 
 
-def _progress(step: int, steps: int, cpu_seconds: float, max_minutes: float) -> float:
-    """Fraction of training done: steps, or CPU budget if that runs out first."""
-    by_time = cpu_seconds / (max_minutes * 60) if max_minutes > 0 else 0.0
-    return max(step / steps, by_time)
+def _progress(step: int, steps: int, cpu_seconds: float, max_minutes: float, wall_seconds: float = 0.0,
+              max_wall_minutes: float = 0.0) -> float:
+    """Fraction of training done: by steps, CPU budget or wall budget, whichever is furthest along."""
+    by_cpu = cpu_seconds / (max_minutes * 60) if max_minutes > 0 else 0.0
+    by_wall = wall_seconds / (max_wall_minutes * 60) if max_wall_minutes > 0 else 0.0
+    return max(step / steps, by_cpu, by_wall)
 
 
 def _evaluate(vae, frames, step, loss, start, cpu_start, cfg, history, marks, bar) -> None:
@@ -258,10 +260,10 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
     while True:
         cpu = time.process_time() - cpu_start
         wall = time.perf_counter() - start
-        done = _progress(step, cfg.steps, cpu, cfg.max_minutes)
-        if done >= 1.0 or (cfg.max_wall_minutes > 0 and wall > cfg.max_wall_minutes * 60):
+        done = _progress(step, cfg.steps, cpu, cfg.max_minutes, wall, cfg.max_wall_minutes)
+        if done >= 1.0:
             break
-        # Linear warm-up, then cosine decay to zero at the end of the steps or of the CPU budget.
+        # Linear warm-up, then cosine decay to zero at the end of the steps or of a time budget.
         warm = min(1.0, (step + 1) / max(cfg.lr_warmup_steps, 1))
         for group in opt.param_groups:
             group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))

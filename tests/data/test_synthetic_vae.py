@@ -114,3 +114,12 @@ def test_bad_model_config_is_a_config_error():
         build_tiny_vae(TinyVAEModelConfig(block_out_channels=[12, 16], norm_num_groups=8))
     with pytest.raises(ConfigError, match="unknown|closest|block_out"):
         load_config(TinyVAETrainConfig, None, ["model.block_out_channel=[8]"])
+
+
+def test_schedule_progress_follows_the_budget_that_ends_first():
+    from magicanimate.training.tiny_vae import _progress
+
+    assert _progress(50, 100, 0.0, 0.0) == 0.5
+    assert _progress(10, 100, 30.0, 1.0) == 0.5  # half the CPU minute is gone
+    assert _progress(10, 100, 6.0, 1.0, 90.0, 2.0) == 0.75  # the wall budget leads
+    assert _progress(100, 100, 1.0, 20.0, 1.0, 20.0) == 1.0
