@@ -31,6 +31,7 @@ __all__ = [
     "Pose",
     "SyntheticClip",
     "SyntheticFrame",
+    "frame_size",
     "render_background",
     "render_clip",
     "render_frame",
@@ -59,7 +60,8 @@ class SyntheticClip:
     fps: float
 
 
-def _size(size: int | tuple[int, int]) -> tuple[int, int]:
+def frame_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from an int or a pair; at least 8x8."""
     h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     if int(h) < 8 or int(w) < 8:
         raise ConfigError(f"synthetic frame size must be at least 8x8 pixels, got {h}x{w}")
@@ -108,7 +110,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 def render_background(identity: Identity, size: int | tuple[int, int], *, supersample: int = SUPERSAMPLE) -> np.ndarray:
     """The identity's background alone, (H, W, 3) uint8: equal bit for bit to :func:`render_frame`'s RGB
     wherever the dancer covers none of a pixel."""
-    h, w = _size(size)
+    h, w = frame_size(size)
     k = _check_supersample(supersample)
     return _to_uint8(_downsample(_background_canvas(identity, h, w, k), k))
 
@@ -188,7 +190,7 @@ def render_frame(
     identity: Identity, pose: Pose, size: int | tuple[int, int], *, supersample: int = SUPERSAMPLE
 ) -> SyntheticFrame:
     """Render one frame of ``identity`` in ``pose`` at ``size`` (int or (height, width))."""
-    h, w = _size(size)
+    h, w = frame_size(size)
     k = _check_supersample(supersample)
     seg, joints, proj = rasterise(identity, pose, h, w, k)
     canvas = _background_canvas(identity, h, w, k)

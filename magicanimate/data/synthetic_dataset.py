@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from magicanimate.data.synthetic import render_clip
+from magicanimate.data.synthetic import frame_size, render_clip
 from magicanimate.data.synthetic_body import Identity
 from magicanimate.errors import ConfigError, InputError
 from magicanimate.utils.files import atomic_path
@@ -91,16 +91,19 @@ def write_synthetic_dataset(
         raise ConfigError(f"video counts must be >= 0 and not all zero, got {dict(counts)}")
     if num_frames < 1:
         raise ConfigError(f"frames per video must be at least 1, got {num_frames}")
-    height, width = (size, size) if isinstance(size, int) else size
+    height, width = frame_size(size)
+    if not fps > 0:
+        raise ConfigError(f"fps must be positive, got {fps}")
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: exists and is not a folder")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise InputError(f"{root}: folder is not empty (pass overwrite / --overwrite to replace it)")
-        if not (root / MANIFEST).is_file():
-            # Refuse to wipe a folder we did not write.
-            raise InputError(f"{root}: not empty and holds no {MANIFEST}; refusing to overwrite it")
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in (*SPLITS, MANIFEST))
+        if foreign:
+            # Only ever wipe what this writer makes (split folders, manifest), even if interrupted.
+            raise InputError(f"{root}: holds {foreign[:5]}, not only a synthetic dataset; refusing to overwrite it")
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
 

@@ -89,13 +89,20 @@ def test_refuses_to_clobber_and_checks_arguments(tmp_path, dataset):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(InputError, match="refusing"):
+    with pytest.raises(InputError, match="notes.txt"):
         write_synthetic_dataset(foreign, counts={"train": 1}, num_frames=1, size=16, overwrite=True, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ConfigError, match="unknown split"):
         write_synthetic_dataset(tmp_path / "x", counts={"training": 1}, num_frames=1, size=16, progress=False)
     with pytest.raises(ConfigError):
         write_synthetic_dataset(tmp_path / "x", counts={"train": 1}, num_frames=0, size=16, progress=False)
+    with pytest.raises(ConfigError, match="8x8"):
+        write_synthetic_dataset(tmp_path / "x", counts={"train": 1}, num_frames=1, size=(4, 16), progress=False)
+    assert not (tmp_path / "x").exists()
+    # An interrupted run (split folders, no manifest yet) can be overwritten.
+    (tmp_path / "partial" / "train").mkdir(parents=True)
+    write_synthetic_dataset(tmp_path / "partial", counts={"val": 1}, num_frames=1, size=16, overwrite=True, progress=False)
+    assert read_manifest(tmp_path / "partial")["splits"]["val"]
 
 
 def test_cli_writes_and_reports_errors(tmp_path, capsys):
