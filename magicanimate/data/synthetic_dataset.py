@@ -62,7 +62,8 @@ def plan_dataset(counts: Mapping[str, int], seed: int) -> dict[str, list[dict]]:
         idents = split_seeds(seed, split, n, _IDENTITY_DOMAIN)
         motions = split_seeds(seed, split, n, _MOTION_DOMAIN)
         plan[split] = [
-            {"id": f"{split}_{i:04d}", "identity_seed": a, "motion_seed": b} for i, (a, b) in enumerate(zip(idents, motions))
+            {"id": f"{split}_{i:04d}", "identity_seed": a, "motion_seed": b}
+            for i, (a, b) in enumerate(zip(idents, motions))
         ]
     return plan
 

@@ -169,9 +169,8 @@ def load_frames(cfg: TinyVAEDataConfig, split: str, *, progress: bool = True) ->
         frames += _read_png_folder(video / "images")
     if not frames:
         raise InputError(f"{root}: no frames found under <video>/images/*.png")
-    return np.stack(
-        [f if f.shape[:2] == (cfg.size, cfg.size) else cv2.resize(f, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA) for f in frames]
-    )
+    size = (cfg.size, cfg.size)
+    return np.stack([f if f.shape[:2] == size else cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -214,7 +213,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def measure_scaling_factor(vae, frames: np.ndarray, seed: int = 0, batch_size: int = 64) -> float:
     """1 / std of posterior samples of ``frames``: what ``config.scaling_factor`` should be."""
     g = torch.Generator().manual_seed(seed)
-    zs = [vae.encode(to_tensor(frames[i : i + batch_size])).latent_dist.sample(generator=g) for i in range(0, len(frames), batch_size)]
+    zs = [
+        vae.encode(to_tensor(frames[i : i + batch_size])).latent_dist.sample(generator=g)
+        for i in range(0, len(frames), batch_size)
+    ]
     return float(1.0 / torch.cat(zs).float().std())
 
 
@@ -247,7 +249,8 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
 
     train = load_frames(cfg.data, "train", progress=progress)
     test = load_frames(cfg.data, "test", progress=progress)
-    eval_idx = np.random.default_rng(cfg.seed + 1).choice(len(test), size=min(cfg.data.eval_frames, len(test)), replace=False)
+    n_eval = min(cfg.data.eval_frames, len(test))
+    eval_idx = np.random.default_rng(cfg.seed + 1).choice(len(test), size=n_eval, replace=False)
     eval_frames = test[np.sort(eval_idx)]
 
     vae = build_tiny_vae(cfg.model, cfg.data.size)

@@ -101,7 +101,9 @@ def test_refuses_to_clobber_and_checks_arguments(tmp_path, dataset):
     assert not (tmp_path / "x").exists()
     # An interrupted run (split folders, no manifest yet) can be overwritten.
     (tmp_path / "partial" / "train").mkdir(parents=True)
-    write_synthetic_dataset(tmp_path / "partial", counts={"val": 1}, num_frames=1, size=16, overwrite=True, progress=False)
+    write_synthetic_dataset(
+        tmp_path / "partial", counts={"val": 1}, num_frames=1, size=16, overwrite=True, progress=False
+    )
     assert read_manifest(tmp_path / "partial")["splits"]["val"]
 
 
