@@ -23,11 +23,12 @@ class ModelConfig:
     base_model: str = MISSING
     # Optional VAE folder replacing base_model/vae (e.g. sd-vae-ft-mse).
     vae: Optional[str] = None
-    # Optional 3D UNet to start from: our safetensors folder, or the official temporal_attention.ckpt
-    # (full UNet: its spatial weights replace SD1.5's).
+    # Optional 3D UNet folder of ours (config.json + safetensors) to start from instead of base_model/unet,
+    # e.g. the export of a stage that also trained the spatial UNet.
     unet: Optional[str] = None
-    # Motion modules: None = fresh (zero-initialised output projection = identity); or a motion-only
-    # checkpoint (AnimateDiff mm_sd_v15.ckpt) / full temporal_attention.ckpt whose motion part is used.
+    # Motion-module weights: None = fresh (AnimateDiff init: zero output projection, i.e. identity); or
+    # AnimateDiff's mm_sd_v15.ckpt (motion only), or the official temporal_attention.ckpt (the whole 3D
+    # UNet: its spatial weights replace the base model's too).
     motion_module: Optional[str] = None
     use_motion_module: bool = True
     # Extra keyword arguments for the motion modules (as the models package names them).
@@ -36,9 +37,9 @@ class ModelConfig:
     # (official layout or our export).
     appearance_encoder: Optional[str] = None
     controlnet: Optional[str] = None
-    # A .safetensors file holding the empty-prompt CLIP embedding (key "embedding", shape (1, L, D)).
-    # When unset, it is computed once from base_model/text_encoder + tokenizer.
-    empty_prompt_embedding: Optional[str] = None
+    # A .safetensors file holding the empty-prompt CLIP embedding (tensor "prompt_embeds", (1, L, D)), the
+    # same file inference accepts. When unset, it is computed once from base_model/text_encoder + tokenizer.
+    prompt_embeds: Optional[str] = None
 
 
 @dataclass
