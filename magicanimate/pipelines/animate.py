@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +31,7 @@ from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
 
 logger = logging.getLogger(__name__)
 
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -45,6 +46,8 @@ class AnimationResult:
     height: int
     width: int
     seconds: float
+    # the pipeline used, so a caller animating several pairs can pass it back in
+    pipeline: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -95,8 +98,6 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
         raise ConfigError("reference: no reference image given (--reference IMAGE)")
     if not cfg.motion:
         raise ConfigError("motion: no DensePose motion video given (--motion VIDEO)")
-    weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy
-
     reference = read_image(cfg.reference)
     if min(reference.shape[:2]) < 8:
         raise InputError(f"{cfg.reference}: image is {reference.shape[1]}x{reference.shape[0]} pixels; "
@@ -115,6 +116,7 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
         raise InputError(f"{cfg.motion}: frames are {motion.shape[2]}x{motion.shape[1]} pixels; at least 8x8 is "
                          "needed")
     validate_densepose_video(motion, source=str(cfg.motion))
+    weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy loads
 
     out_hw = output_size(motion.shape[1:3], cfg.size, cfg.width, cfg.height)
     padded_hw, box = pad_to_multiple(out_hw, weights.size_multiple)
@@ -149,16 +151,42 @@ def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def animate(config, pipeline=None) -> AnimationResult:
-    """Animate one (reference, motion) pair as ``config`` (InferenceConfig or dict) says.
+def as_config(config) -> InferenceConfig:
+    if OmegaConf.is_config(config):
+        return config
+    if isinstance(config, dict):
+        return new_inference_config(**config)
+    return OmegaConf.structured(config)
+
+
+def demo_config() -> InferenceConfig:
+    """Settings of the bundled CPU demo (``demo/``); WeightsError saying what is missing until it exists."""
+    needed = [DEMO_DIR / "model" / "model_index.json", DEMO_DIR / "reference.png", DEMO_DIR / "motion.mp4"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise WeightsError(
+            "the bundled demo is not available yet; missing:\n  " + "\n  ".join(missing) + "\n"
+            f"It expects a saved pipeline in {DEMO_DIR / 'model'} and inputs reference.png + motion.mp4 "
+            f"(a DensePose video) in {DEMO_DIR}. Until then, run e.g.\n  python scripts/animate.py "
+            "--reference IMG --motion DENSEPOSE.mp4 --output out.mp4 --weights PRETRAINED_ROOT")
+    values = dict(reference=str(needed[1]), motion=str(needed[2]), output="samples/demo.mp4",
+                  weights={"pipeline": str(DEMO_DIR / "model")}, device="cpu")
+    settings = DEMO_DIR / "settings.yaml"
+    if settings.is_file():  # the demo's own steps/size/... (paths above stay)
+        values.update(OmegaConf.to_container(OmegaConf.load(settings)))
+    return new_inference_config(**values)
+
+
+def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) -> AnimationResult:
+    """Animate one (reference, motion) pair as ``config`` (InferenceConfig, its DictConfig, or a dict) says.
 
     ``pipeline``: an already-loaded MagicAnimatePipeline to reuse (e.g. by the web demo); otherwise it is
-    loaded from ``config.weights`` after the inputs were checked.
+    loaded from ``config.weights`` after the inputs were checked. ``prepared``: the result of
+    :func:`prepare` when the caller already checked the inputs.
     """
-    cfg = config if OmegaConf.is_config(config) else new_inference_config(**dict(config)) \
-        if isinstance(config, dict) else OmegaConf.structured(config)
+    cfg = as_config(config)
     start = time.time()
-    inputs = prepare(cfg)
+    inputs = prepared if prepared is not None else prepare(cfg)
     device = resolve_device(cfg.device)
     rank, world, device = _init_distributed(device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -193,7 +221,7 @@ def animate(config, pipeline=None) -> AnimationResult:
              output_type="latent", sequential_guidance=cfg.sequential_guidance)
         return AnimationResult(output, grid_path(output) if cfg.grid else None,
                                config_path(output) if cfg.save_config else None, seed, num_frames, inputs.fps,
-                               box.height, box.width, time.time() - start)
+                               box.height, box.width, time.time() - start, pipe)
 
     written = [0]
     with VideoWriter(output, inputs.fps) as video_writer:
@@ -228,4 +256,4 @@ def animate(config, pipeline=None) -> AnimationResult:
 
         saved = save_config(OmegaConf.create(resolved), config_path(output))
     return AnimationResult(output, grid_path(output) if cfg.grid else None, saved, seed, num_frames, inputs.fps,
-                           box.height, box.width, time.time() - start)
+                           box.height, box.width, time.time() - start, pipe)
