@@ -95,7 +95,8 @@ def build_networks(cfg):
 
     encoder = (convert.load_appearance_encoder(m.appearance_encoder) if m.appearance_encoder
                else AppearanceEncoderModel.from_unet2d(unet2d))
-    controlnet = convert.load_controlnet(m.controlnet) if m.controlnet else build_densepose_controlnet(unet2d)
+    controlnet = convert.load_controlnet(m.controlnet) if m.controlnet else build_densepose_controlnet(
+        unet2d, conditioning_embedding_out_channels=tuple(m.controlnet_embedding_channels))
     if controlnet.config.conditioning_channels != 3:
         raise WeightsError(f"{m.controlnet}: the ControlNet takes {controlnet.config.conditioning_channels} "
                            "conditioning channels; the DensePose ControlNet takes 3 (RGB)")

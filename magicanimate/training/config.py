@@ -37,6 +37,9 @@ class ModelConfig:
     # (official layout or our export).
     appearance_encoder: Optional[str] = None
     controlnet: Optional[str] = None
+    # Channels of a new ControlNet's conditioning embedding (SD ControlNets: 16, 32, 96, 256; its length - 1
+    # is the number of stride-2 steps, which must match the VAE's downsampling).
+    controlnet_embedding_channels: List[int] = field(default_factory=lambda: [16, 32, 96, 256])
     # A .safetensors file holding the empty-prompt CLIP embedding (tensor "prompt_embeds", (1, L, D)), the
     # same file inference accepts. When unset, it is computed once from base_model/text_encoder + tokenizer.
     prompt_embeds: Optional[str] = None
