@@ -248,7 +248,7 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
                 sub.enable_gradient_checkpointing()
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     for sub in (module.vae, module.unet, module.appearance_encoder, module.controlnet):
-        if not any(p.requires_grad for p in sub.parameters()):
+        if weight_dtype != torch.float32 and not any(p.requires_grad for p in sub.parameters()):
             sub.to(dtype=weight_dtype)  # frozen whole: run in the low-precision dtype, as diffusers' scripts do
     module.to(accelerator.device)
 
