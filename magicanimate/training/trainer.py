@@ -232,6 +232,7 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
     if cfg.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
 
+    resume_from = resolve_resume(cfg.resume, output_dir)
     dataset = VideoPoseDataset.from_config(cfg.data)
     sampler = SampleBatchSampler(len(dataset), cfg.train_batch_size, cfg.data, cfg.seed,
                                  num_replicas=accelerator.num_processes, rank=accelerator.process_index)
@@ -276,7 +277,6 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
-    resume_from = resolve_resume(cfg.resume, output_dir)
     if resume_from is not None:
         if main:
             logger.info("resuming from %s", resume_from)
@@ -341,6 +341,8 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
             epoch += 1
     progress.close()
     result.global_step = global_step
+    if accelerator.num_processes > 1:
+        _check_ranks_in_sync(accelerator, params)
     if global_step >= cfg.max_train_steps and cfg.export_at_end:
         if last_saved != global_step:
             result.last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, cfg.checkpoints_total_limit)
@@ -375,6 +377,17 @@ def _stop_if_not_finite(accelerator, loss, batch, step: int, output_dir: Path, c
         f"(videos {list(videos) if videos is not None else '?'} on rank {accelerator.process_index}); the last "
         f"good state was saved to {path}. Try a lower optim.learning_rate, mixed_precision=bf16 instead of "
         f"fp16, or check the data; resume with resume={path}.")
+
+
+def _check_ranks_in_sync(accelerator, params) -> None:
+    """DDP keeps replicas identical; verify it once at the end (a cheap checksum per rank)."""
+    local = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().abs().sum()])
+                         for p in params]).to(accelerator.device)
+    everyone = accelerator.gather(local[None])
+    if not torch.equal(everyone.min(0).values, everyone.max(0).values):
+        raise RuntimeError("trainable weights differ between ranks after training (DDP out of sync)")
+    if accelerator.is_main_process:
+        logger.info("trainable weights identical on all %d ranks", accelerator.num_processes)
 
 
 def _validate(accelerator, module, ema, params, cfg, step: int) -> None:
