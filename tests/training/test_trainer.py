@@ -97,8 +97,12 @@ def test_stages_change_only_declared_weights_and_export_runs_in_the_pipeline(tin
 
 @pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(tiny_env, tmp_path):
+    # EMA and validation clips on: neither may disturb the exact continuation.
+    ref, motion = _validation_inputs(tmp_path)
     extra = ("max_train_steps=4", "checkpointing_steps=2", "loss.ref_drop=0.5", "data.tau0=0.3",
-             "export_at_end=false")
+             "export_at_end=false", "ema.enabled=true", "ema.decay=0.9", "validation.every_n_steps=4",
+             f"validation.reference_image={ref}", f"validation.densepose_video={motion}",
+             "validation.num_frames=3", "validation.num_inference_steps=2")
     full = train(load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "a", *extra)))
     assert full.global_step == 4
     first = train(load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "b", *extra)), stop_after=2)
@@ -112,8 +116,32 @@ def test_kill_and_resume_equals_uninterrupted(tiny_env, tmp_path):
     opt_a = torch.load(tmp_path / "a/checkpoints/checkpoint-4/optimizer.bin", weights_only=False)
     opt_b = torch.load(tmp_path / "b/checkpoints/checkpoint-4/optimizer.bin", weights_only=False)
     assert all(torch.equal(opt_a["state"][i]["exp_avg_sq"], opt_b["state"][i]["exp_avg_sq"]) for i in opt_a["state"])
+    ema_a = torch.load(tmp_path / "a/checkpoints/checkpoint-4/custom_checkpoint_1.pkl", weights_only=False)
+    ema_b = torch.load(tmp_path / "b/checkpoints/checkpoint-4/custom_checkpoint_1.pkl", weights_only=False)
+    assert ema_a["optimization_step"] == ema_b["optimization_step"] == 4
+    assert all(torch.equal(x, y) for x, y in zip(ema_a["shadow_params"], ema_b["shadow_params"]))
     # checkpoints_total_limit=2 keeps the last two
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["checkpoint-2", "checkpoint-4"]
+    for run in ("a", "b"):
+        clips = sorted(p.name for p in (tmp_path / run / "validation").glob("*.mp4"))
+        assert clips == ["step-0000004.mp4"]
+    from magicanimate.data.video import read_video
+
+    assert read_video(tmp_path / "a/validation/step-0000004.mp4").frames.shape == (3, 32, 96, 3)
+
+
+def _validation_inputs(tmp_path):
+    from PIL import Image
+
+    from magicanimate.data.densepose import render_parts
+    from magicanimate.data.video import write_video
+
+    from .data_utils import frames_for, part_maps
+
+    maps = part_maps(5, 40, 40, seed=3)
+    Image.fromarray(frames_for(maps, 3)[0]).save(tmp_path / "ref.png")
+    write_video(tmp_path / "motion.mp4", render_parts(maps), fps=8)
+    return tmp_path / "ref.png", tmp_path / "motion.mp4"
 
 
 def test_nan_loss_saves_state_and_stops_with_a_clear_message(tiny_env, tmp_path):
@@ -168,7 +196,7 @@ def test_two_processes_train_in_sync_with_all_references_dropped(tiny_env, tmp_p
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port()), str(SCRIPT), "--config", str(STAGE1),
            *tiny_overrides(tiny_env, out, "max_train_steps=2", "checkpointing_steps=2", "loss.ref_drop=1.0",
-                           "export_at_end=false")]
+                           "gradient_accumulation_steps=2", "export_at_end=false")]
     env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -176,7 +204,8 @@ def test_two_processes_train_in_sync_with_all_references_dropped(tiny_env, tmp_p
     ckpt = out / "checkpoints" / "checkpoint-2"
     assert {"random_states_0.pkl", "random_states_1.pkl", "trainable.safetensors"} <= {p.name for p in ckpt.iterdir()}
     # The checkpoint loads in a one-process run (resume, no further steps, then export).
-    r = train(load_train_config(STAGE1, tiny_overrides(tiny_env, out, "max_train_steps=2", f"resume={ckpt}")))
+    r = train(load_train_config(STAGE1, tiny_overrides(tiny_env, out, "max_train_steps=2", f"resume={ckpt}",
+                                                       "gradient_accumulation_steps=2")))
     assert r.global_step == 2 and (r.export_dir / "pipeline" / "model_index.json").is_file()
     trained = load_file(str(ckpt / "trainable.safetensors"))
     exported = _folder_state(r.export_dir / "pipeline" / "controlnet")
