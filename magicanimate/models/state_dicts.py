@@ -1,0 +1,112 @@
+"""Strict state-dict checks and weight-file reading shared by the models and the converter."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+from ..errors import WeightsError
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _list(names: Iterable[str], limit: int = 40) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def check_keys(expected: Mapping[str, torch.Size] | Iterable[str], got: Mapping[str, torch.Tensor], *,
+               source: str, what: str, allowed_missing: Iterable[str] = ()) -> None:
+    """Raise :class:`WeightsError` naming every missing/unexpected key and every shape mismatch."""
+    exp_shapes = expected if isinstance(expected, Mapping) else None
+    exp = set(expected)
+    allowed = set(allowed_missing)
+    missing = exp - set(got) - allowed
+    unexpected = set(got) - exp
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_list(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_list(unexpected)}")
+    if exp_shapes is not None:
+        bad = [f"{k} {tuple(got[k].shape)} != expected {tuple(exp_shapes[k])}"
+               for k in sorted(exp & set(got)) if tuple(got[k].shape) != tuple(exp_shapes[k])]
+        if bad:
+            problems.append(f"{len(bad)} shape mismatch(es): " + "; ".join(bad[:20]))
+    if problems:
+        raise WeightsError(f"{source}: weights do not fit {what}: " + " | ".join(problems))
+
+
+def expected_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
+              allowed_missing: Iterable[str] = ()) -> None:
+    """Strictly load ``state_dict`` into ``model`` (keys and shapes checked first, errors name them)."""
+    check_keys(expected_shapes(model), state_dict, source=source, what=what, allowed_missing=allowed_missing)
+    on_meta = any(p.device.type == "meta" for p in model.parameters())
+    result = model.load_state_dict(dict(state_dict), strict=not allowed_missing, assign=on_meta)
+    if allowed_missing and (result.unexpected_keys or set(result.missing_keys) - set(allowed_missing)):
+        raise WeightsError(f"{source}: unexpected loading result {result}")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file or a torch pickle (``weights_only=True``) into a flat tensor dict.
+
+    Pickles wrapped as ``{"state_dict": ...}`` are unwrapped. Raises :class:`WeightsError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weight file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt/truncated/foreign file: one clear message
+        raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
+        sd = sd["state_dict"]
+    if not isinstance(sd, Mapping):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(sd).__name__}")
+    non_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if non_tensors:
+        raise WeightsError(f"{path}: entries that are not tensors: {_list(non_tensors)}")
+    return dict(sd)
+
+
+def find_weight_file(folder: str | Path) -> Path:
+    """The diffusers weight file in ``folder`` (.safetensors preferred over .bin)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsError(f"{folder}: folder not found")
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise WeightsError(f"{folder}: no weight file (expected one of {', '.join(WEIGHT_NAMES)})")
+
+
+def read_config(folder: str | Path) -> dict:
+    import json
+
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise WeightsError(f"{path}: config.json not found")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def clean_config(config: Mapping) -> dict:
+    """Config dict without diffusers' private bookkeeping keys (``_class_name``, ``_use_default_values``...)."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
