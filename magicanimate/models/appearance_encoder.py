@@ -12,6 +12,8 @@ call and returned in reader order.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import torch
@@ -35,6 +37,8 @@ class AppearanceEncoderModel(UNet2DConditionModel):
     ``(B, L_i, C_i)``, one per reader block of the denoiser, in reader order (``self.reference_block_names``).
     """
 
+    # Same config (signature) as UNet2DConditionModel: ConfigMixin reads it through functools.wraps.
+    @functools.wraps(UNet2DConditionModel.__init__)
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Unsupported UNet2D features fail here rather than being silently ignored by our forward.

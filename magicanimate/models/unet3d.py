@@ -47,7 +47,8 @@ from diffusers.utils import BaseOutput
 
 from ..errors import ConfigError, InputError
 from .context import context_preserving_checkpoint, forward_context
-from .norms import PerFrameGroupNorm, WindowGroupNorm
+from .motion_module import adapt_motion_module
+from .norms import WindowGroupNorm
 from .reference_attention import ReferenceInputs, install_reference_processors, reference_block_names
 
 MOTION_KEY = "motion_modules"
@@ -217,10 +218,7 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                 module.norm1 = WindowGroupNorm.from_group_norm(module.norm1, per_frame=resnet_norm == "frame")
                 module.norm2 = WindowGroupNorm.from_group_norm(module.norm2, per_frame=resnet_norm == "frame")
             elif isinstance(module, AnimateDiffTransformer3D):
-                module.norm = PerFrameGroupNorm(motion_norm_num_groups, module.in_channels, eps=1e-6, affine=True)
-                # AnimateDiff zero-initialises proj_out: a fresh motion module is the identity.
-                nn.init.zeros_(module.proj_out.weight)
-                nn.init.zeros_(module.proj_out.bias)
+                adapt_motion_module(module, motion_norm_num_groups)
         self.reference_block_names = install_reference_processors(self, "reader")
 
     # ---- construction -------------------------------------------------------------------------------
