@@ -32,7 +32,9 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    # fork: the children inherit the imported modules instead of importing torch and diffusers again
+    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
     single = _run("tapered")
     for rank in range(2):
         multi = torch.load(tmp_path / f"rank{rank}.pt")
