@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,9 @@ def _args(files, out, *extra):
 
 def test_cli_writes_video_grid_and_config(files, tmp_path):
     out = tmp_path / "out" / "result.mp4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # steadier on a shared machine
     proc = subprocess.run([sys.executable, str(SCRIPT), *_args(files, out)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+                          cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     # 96x64 motion, longer side -> 64: output 64x40 (aspect kept, multiples of 8), motion fps, all frames
     with VideoReader(out) as video:
@@ -69,7 +71,7 @@ def test_original_prompt_config(files, tmp_path, monkeypatch, caplog):
            "motion_module": str(w / "MagicAnimate" / "temporal_attention" / "temporal_attention.ckpt"),
            "pretrained_vae_path": "", "pretrained_unet_path": "", "savename": "run", "seed": [5], "steps": 1,
            "guidance_scale": 7.5, "source_image": [str(files["ref"])], "video_path": [str(files["motion"])],
-           "size": 64, "L": 16, "S": 1, "fusion_blocks": "midup", "max_length": 9, "offset": 1}
+           "size": 64, "L": 16, "save_individual_videos": True, "S": 1, "fusion_blocks": "midup", "max_length": 9, "offset": 1}
     path = tmp_path / "animation.yaml"
     path.write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)
@@ -82,6 +84,9 @@ def test_original_prompt_config(files, tmp_path, monkeypatch, caplog):
         assert len(video) == 9 and video.size == (64, 64)  # original: max_length frames, size x size
     saved = load_inference_config(out.with_name("ref_motion_config.yaml"))
     assert saved.fusion == "parity" and saved.seed == 5 and saved.offset == 1
+    with VideoReader(out.with_name("ref_motion_densepose.mp4")) as control:  # save_individual_videos
+        assert len(control) == 9
+    assert out.with_name("ref_motion_reference.png").is_file()
 
 
 def _fails(files, tmp_path, capsys, *args, expect):
