@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from magicanimate.data.densepose import validate_densepose_video
-from magicanimate.data.video import VideoReader, VideoWriter, read_image
+from magicanimate.data.video import VideoReader, VideoWriter, read_image, write_image, write_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.config import InferenceConfig, new_inference_config, validate_inference_config
 from magicanimate.pipelines.inputs import Box, fit_frames, fit_frame, output_size, pad_into, pad_to_multiple
@@ -227,6 +227,7 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
     with VideoWriter(output, inputs.fps) as video_writer:
         grid_writer = VideoWriter(grid_path(output), inputs.fps).open() if cfg.grid else None
         try:
+
             def on_frames(frames: np.ndarray) -> None:
                 frames = box.crop(frames)
                 video_writer.write(frames)
@@ -250,6 +251,10 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
             raise
         if grid_writer is not None:
             grid_writer.close()
+    if cfg.save_inputs:  # only after the result exists: a failed run leaves nothing
+        write_image(output.with_name(f"{output.stem}_reference.png"), ref_out)
+        write_video(output.with_name(f"{output.stem}_densepose{output.suffix}"), box.crop(inputs.control),
+                    inputs.fps)
     saved = None
     if cfg.save_config:
         from magicanimate.config import save_config

@@ -34,7 +34,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from magicanimate.errors import InputError
+from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.windows import FUSION_MODES, WindowSchedule, make_schedule, padded_length, shard
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,31 @@ class PaddedFrames:
         if isinstance(index, (int, np.integer)):
             return self.source[min(int(index), last)]
         return self.source[[min(int(i), last) for i in index]]
+
+
+def _read_inference_yaml(path: Optional[Path]) -> tuple[dict, dict]:
+    """``unet_additional_kwargs`` and ``noise_scheduler_kwargs`` of the original's ``inference.yaml``."""
+    if path is None:
+        return {}, {}
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    unknown = set(raw) - {"unet_additional_kwargs", "noise_scheduler_kwargs"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (expected unet_additional_kwargs, "
+                          "noise_scheduler_kwargs)")
+    return dict(raw.get("unet_additional_kwargs") or {}), dict(raw.get("noise_scheduler_kwargs") or {})
+
+
+def _motion_kwargs(unet2d_config, unet_additional_kwargs: dict) -> dict:
+    """Motion-module arguments of ``UNet3DMotionModel.from_unet2d`` from the original's UNet kwargs."""
+    if not unet_additional_kwargs:
+        return {}
+    from magicanimate.models import unet3d_config_from_original
+
+    converted = unet3d_config_from_original(dict(unet2d_config), unet_additional_kwargs)
+    return {k: converted[k] for k in ("use_motion_module", "motion_num_attention_heads",
+                                      "motion_num_transformer_blocks", "motion_max_seq_length") if k in converted}
 
 
 def _dist_info() -> tuple[int, int]:
@@ -123,6 +148,50 @@ class MagicAnimatePipeline(DiffusionPipeline):
 
         return load_pipeline_folder(cls, pretrained_model_name_or_path, torch_dtype=torch_dtype,
                                     load_text_encoder=load_text_encoder)
+
+    @classmethod
+    def from_original(cls, weights, *, torch_dtype: Optional[torch.dtype] = None,
+                      load_text_encoder: Optional[bool] = None) -> "MagicAnimatePipeline":
+        """Build from the original release's layout (a :class:`~magicanimate.pipelines.weights.WeightsSpec`
+        or a WeightsConfig): SD1.5 UNet (or ``unet``) inflated with the motion modules of
+        ``motion_module`` (motion-only or the full ``temporal_attention.ckpt``), the appearance encoder, the
+        DensePose ControlNet, the VAE, and CLIP unless ``prompt_embeds`` is given. Strict throughout."""
+        from safetensors.torch import load_file
+
+        from magicanimate.models import (UNet3DMotionModel, load_appearance_encoder, load_controlnet,
+                                         load_motion_modules, load_sd15_unet2d)
+        from magicanimate.pipelines.loading import load_model_strict
+        from magicanimate.pipelines.scheduling import make_scheduler
+        from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
+
+        spec = weights if isinstance(weights, WeightsSpec) else resolve_weights(weights)
+        unet_kwargs, scheduler_overrides = _read_inference_yaml(spec.inference_config)
+        unet2d = load_sd15_unet2d(spec.unet or spec.stable_diffusion / "unet")
+        unet = UNet3DMotionModel.from_unet2d(unet2d, **_motion_kwargs(unet2d.config, unet_kwargs))
+        del unet2d
+        report = load_motion_modules(unet, spec.motion_module)
+        logger.info("motion modules: %s (%s, %d tensors)", report.path, report.kind, report.num_tensors)
+        parts = dict(unet=unet, appearance_encoder=load_appearance_encoder(spec.appearance_encoder),
+                     controlnet=load_controlnet(spec.controlnet), vae=load_model_strict(AutoencoderKL, spec.vae),
+                     scheduler=make_scheduler("DDIMScheduler", scheduler_overrides))
+        embeds = None
+        if spec.prompt_embeds is not None:
+            try:
+                embeds = load_file(str(spec.prompt_embeds))["prompt_embeds"]
+            except Exception as exc:
+                raise WeightsError(f"{spec.prompt_embeds}: expected a safetensors file with a (1, L, D) tensor "
+                                   f"'prompt_embeds' ({exc})") from None
+        if load_text_encoder or (load_text_encoder is None and embeds is None):
+            from transformers import CLIPTextModel, CLIPTokenizer
+
+            parts["text_encoder"] = CLIPTextModel.from_pretrained(str(spec.stable_diffusion / "text_encoder"))
+            parts["tokenizer"] = CLIPTokenizer.from_pretrained(str(spec.stable_diffusion / "tokenizer"))
+        pipe = cls(**parts, prompt_embeds=embeds)
+        for model in (unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
+            model.eval()
+        if torch_dtype is not None:
+            pipe.to(dtype=torch_dtype)
+        return pipe
 
     # ------------------------------------------------------------------------------------------ helpers
     def _device(self) -> torch.device:

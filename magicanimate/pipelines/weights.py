@@ -61,6 +61,13 @@ def _stride(vae_dir: Path, unet_dir: Path) -> int:
     return 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
 
 
+def _temporal_attention(root: Path) -> Path:
+    """A converted temporal_attention.safetensors is preferred to the pickle when both exist."""
+    folder = root / "MagicAnimate" / "temporal_attention"
+    converted = folder / "temporal_attention.safetensors"
+    return converted if converted.is_file() else folder / "temporal_attention.ckpt"
+
+
 def resolve_weights(cfg) -> WeightsSpec:
     """Turn a WeightsConfig into paths and check they are complete; WeightsError lists what is missing."""
     def p(value) -> Optional[Path]:
@@ -81,8 +88,7 @@ def resolve_weights(cfg) -> WeightsSpec:
         stable_diffusion=p(cfg.stable_diffusion) or (root / "stable-diffusion-v1-5" if root else None),
         appearance_encoder=p(cfg.appearance_encoder) or (root / "MagicAnimate" / "appearance_encoder" if root else None),
         controlnet=p(cfg.controlnet) or (root / "MagicAnimate" / "densepose_controlnet" if root else None),
-        motion_module=p(cfg.motion_module) or (
-            root / "MagicAnimate" / "temporal_attention" / "temporal_attention.ckpt" if root else None),
+        motion_module=p(cfg.motion_module) or (_temporal_attention(root) if root else None),
         prompt_embeds=p(cfg.prompt_embeds), inference_config=p(cfg.inference_config), unet=p(cfg.unet))
     if spec.stable_diffusion is None and spec.appearance_encoder is None:
         raise WeightsError("no weights given: set weights.pipeline (a saved pipeline folder) or weights.root "
