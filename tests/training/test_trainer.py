@@ -217,3 +217,31 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_env, tmp_path):
     cfg = load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "o", f"resume={tmp_path}"))
     with pytest.raises(ConfigError, match="not a training checkpoint"):
         train(cfg)
+
+
+def test_trackers(tiny_env, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("no wandb here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    cfg = load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "w", "report_to=wandb"))
+    with pytest.raises(ConfigError, match=r"report_to=wandb needs the wandb package"):
+        train(cfg)
+    monkeypatch.undo()
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    r = train(load_train_config(STAGE1, tiny_overrides(tiny_env, out, "report_to=tensorboard", "max_train_steps=2",
+                                                       "export_at_end=false")))
+    events = EventAccumulator(str(out / "logs" / "magicanimate"))
+    events.Reload()
+    logged = [e.value for e in events.Scalars("train/loss")]
+    assert logged == pytest.approx(r.losses)
