@@ -81,10 +81,7 @@ def build_networks(cfg):
     unet2d = convert.load_sd15_unet2d(base)
 
     if m.unet:  # one of our 3D UNet folders (e.g. the export of a stage that trained the spatial UNet)
-        unet = UNet3DMotionModel.from_pretrained(m.unet)
-        if bool(unet.config.use_motion_module) != bool(m.use_motion_module):
-            raise ConfigError(f"model.unet={m.unet} has use_motion_module={unet.config.use_motion_module} but the "
-                              f"config says model.use_motion_module={m.use_motion_module}")
+        unet = _unet_from_folder(Path(m.unet), m.use_motion_module, dict(m.motion_module_kwargs))
     else:
         unet = UNet3DMotionModel.from_unet2d(unet2d, use_motion_module=m.use_motion_module,
                                              **dict(m.motion_module_kwargs))
@@ -106,6 +103,27 @@ def build_networks(cfg):
                            f"cross_attention_dim {unet.config.cross_attention_dim}")
     del unet2d
     return vae, unet, encoder, controlnet, prompt_embeds
+
+
+def _unet_from_folder(folder: Path, use_motion_module: bool, motion_kwargs: dict):
+    """Load our 3D UNet folder; add fresh motion modules (or drop them) when the config asks for the other kind,
+    keeping its spatial weights (e.g. stage 2 after a stage 1 that trained the spatial UNet)."""
+    from magicanimate.models import UNet3DMotionModel
+
+    loaded = UNet3DMotionModel.from_pretrained(folder)
+    if bool(loaded.config.use_motion_module) == bool(use_motion_module) and not motion_kwargs:
+        return loaded
+    config = {k: v for k, v in loaded.config.items() if not k.startswith("_")}
+    config.update(use_motion_module=use_motion_module, **motion_kwargs)
+    unet = UNet3DMotionModel.from_config(config)
+    spatial = {k: v for k, v in loaded.state_dict().items() if "motion_modules" not in k}
+    if bool(loaded.config.use_motion_module) == bool(use_motion_module):
+        unet.load_state_dict(loaded.state_dict(), strict=True)
+    else:
+        unet.load_spatial_state_dict(spatial, source=str(folder))
+        logger.info("%s: %s motion modules; spatial weights kept", folder,
+                    "added fresh" if use_motion_module else "dropped the")
+    return unet
 
 
 def build_training_module(cfg):

@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 def _fp32_copy(module: torch.nn.Module) -> torch.nn.Module:
     # Frozen modules may run in fp16/bf16 during training; exported weights are float32.
-    return copy.deepcopy(module).to(device="cpu", dtype=torch.float32).eval()
+    out = copy.deepcopy(module).to(device="cpu").eval()
+    if any(p.dtype != torch.float32 for p in out.parameters()):
+        out.to(dtype=torch.float32)
+    return out
 
 
 def export_official(unet, appearance_encoder, controlnet, folder: Path) -> Path:

@@ -245,3 +245,21 @@ def test_trackers(tiny_env, tmp_path, monkeypatch):
     events.Reload()
     logged = [e.value for e in events.Scalars("train/loss")]
     assert logged == pytest.approx(r.losses)
+
+
+@pytest.mark.slow
+def test_stage1_can_also_train_the_spatial_unet_for_a_toy_base_model(tiny_env, tmp_path):
+    from magicanimate.training.builder import build_training_module
+
+    base_unet = load_sd15_unet2d(tiny_env["base"]).state_dict()
+    r = train(load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "s1", "train.spatial_unet=true",
+                                                       "max_train_steps=2", "loss.ref_drop=0")))
+    unet1 = _folder_state(r.export_dir / "pipeline" / "unet")
+    assert any(not _same(unet1[k], base_unet[k]) for k in base_unet), "spatial UNet did not train"
+    # Stage 2 starts from that UNet: its spatial weights, plus fresh motion modules.
+    cfg2 = load_train_config(STAGE2, tiny_overrides(tiny_env, tmp_path / "s2",
+                                                    f"model.unet={r.export_dir / 'pipeline' / 'unet'}"))
+    module = build_training_module(cfg2)
+    state = module.unet.state_dict()
+    assert any("motion_modules" in k for k in state)
+    assert all(_same(state[k], unet1[k]) for k in unet1)
