@@ -190,6 +190,9 @@ def _check_entry(entry: VideoEntry, cfg) -> None:
                                  f"{rd.size[1]}x{rd.size[0]}")
         entry.num_frames = nf
     if entry.densepose_format == "iuv":
+        if not entry.densepose.is_dir():
+            raise InputError(f"{name}: IUV DensePose must be a folder of PNG frames (lossless), got "
+                             f"{entry.densepose}; use data.densepose_format=rendered for rendered videos")
         first = _densepose_file(entry, 0)
         _iuv_parts(read_image(first), cfg.iuv_part_channel, f"{name}, DensePose frame {first.name}")
     if cfg.sample == "video" and entry.num_frames < cfg.num_frames:

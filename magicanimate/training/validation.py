@@ -36,10 +36,10 @@ def load_validation_inputs(cfg):
 
     v = cfg.validation
     hw = (cfg.data.height, cfg.data.width)
-    reference = fit_frame(read_image(v.reference_image), hw, "crop", densepose=False)
+    reference = np.array(fit_frame(read_image(v.reference_image), hw, "crop", densepose=False))
     with VideoReader(v.densepose_video) as reader:
         control = reader[: min(len(reader), v.num_frames)]
-    control = fit_frames(control, hw, "crop", densepose=True)
+    control = np.array(fit_frames(control, hw, "crop", densepose=True))
     return reference, control
 
 
