@@ -41,10 +41,11 @@ def main(argv=None) -> int:
     except MagicAnimateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    done = f"trained to step {result.global_step} of {cfg.max_train_steps}"
     if result.export_dir is not None:
-        print(f"trained {result.global_step} steps; weights exported to {result.export_dir}")
+        print(f"{done}; weights exported to {result.export_dir}")
     else:
-        print(f"stopped at step {result.global_step}; last checkpoint {result.last_checkpoint}")
+        print(f"{done}; last checkpoint {result.last_checkpoint}")
     return 0
 
 

@@ -236,7 +236,10 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
     dataset = VideoPoseDataset.from_config(cfg.data)
     sampler = SampleBatchSampler(len(dataset), cfg.train_batch_size, cfg.data, cfg.seed,
                                  num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+    # Batches are chosen in this process by the sampler; workers only load them, so persistent workers
+    # keep the exact data order. The loader's own generator keeps it off the global RNG.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0, pin_memory=accelerator.device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed))
 
     module = build_training_module(cfg)
