@@ -154,8 +154,10 @@ def test_save_and_load_roundtrip(tmp_path):
     name = "three_levels_linear"
     unet = randomize_(UNet3DMotionModel.from_unet2d(tiny_unet2d(name), **TINY_CONFIGS[name]["motion"])).eval()
     unet.save_pretrained(tmp_path / "unet")
+    unet.save_pretrained(tmp_path / "unet")  # over an existing save: replaced whole, no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unet"]
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    loaded = UNet3DMotionModel.from_pretrained(tmp_path / "unet").eval()
+    loaded = UNet3DMotionModel.from_pretrained(tmp_path, subfolder="unet").eval()
     assert loaded.config.motion_max_seq_length == TINY_CONFIGS[name]["motion"]["motion_max_seq_length"]
     sample, t, context, _ = inputs(name)
     with torch.no_grad():
