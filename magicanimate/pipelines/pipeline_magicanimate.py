@@ -189,7 +189,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         pipe = cls(**parts, prompt_embeds=embeds)
         for model in (unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
             model.eval()
-        if torch_dtype is not None:
+        if torch_dtype is not None and torch_dtype != unet.dtype:
             pipe.to(dtype=torch_dtype)
         return pipe
 
