@@ -311,6 +311,8 @@ class MagicAnimatePipeline(DiffusionPipeline):
         device = self._device()
         dtype = self.unet.dtype
         rank, world = _dist_info()
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)  # SD's VAE overflows in fp16 (its config asks for fp32)
 
         # Parity: edge-pad the control video to a multiple of the window (done lazily by index clamping).
         total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames

@@ -131,3 +131,14 @@ def test_bad_call_arguments(pipe):
         pipe(reference_image(60, 60), densepose_video(3, 60, 60), **KW)
     with pytest.raises(InputError, match="does not divide"):
         pipe(reference_image(), densepose_video(10), latents=torch.zeros(1, 4, 3, 8, 8), **KW)
+
+
+def test_dtype_by_argument(inputs, seeded_run):
+    """bf16 runs on the CPU (no device or dtype is hard-coded) and stays near the fp32 result."""
+    ref, control = inputs
+    low = tiny_pipeline(seed=0).to(dtype=torch.bfloat16)
+    low.set_progress_bar_config(disable=True)
+    out = low(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert low.unet.dtype == torch.bfloat16
+    diff = (out.latents - seeded_run["out"].latents).abs().max()
+    assert 0 < diff < 0.1 * seeded_run["out"].latents.abs().max()
