@@ -75,6 +75,9 @@ def test_original_prompt_config(files, tmp_path, monkeypatch, caplog):
     path = tmp_path / "animation.yaml"
     path.write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)
+    from magicanimate.pipelines import animate as core
+
+    monkeypatch.setattr(core, "IN_MEMORY_BYTES", 0)  # read the motion video window by window
     with caplog.at_level(logging.WARNING):
         rc = animate_cli.main(["--config", str(path), "--quiet", f"weights.prompt_embeds={files['embeds']}"])
     assert rc == 0
@@ -160,7 +163,7 @@ def test_no_arguments_without_demo(tmp_path, capsys, monkeypatch):
     assert "bundled demo" in err and "demo/model" in err
 
 
-def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path):
+def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path, monkeypatch):
     """RGBA is composited on white; odd-sized inputs are fitted (reference edge-padded, DensePose padded
     with the background colour) to the output size, then padded to the model's stride."""
     rgba = np.zeros((45, 67, 4), dtype=np.uint8)
@@ -183,3 +186,11 @@ def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path):
     # processing padding around the output box: background purple in DensePose, edge copies in the reference
     assert tuple(prepared.control[0, 0, 0]) == (68, 1, 84)
     np.testing.assert_array_equal(prepared.reference[0], prepared.reference[box.top])
+    # a long video is read on demand instead: same frames
+    from magicanimate.pipelines import animate as core
+
+    monkeypatch.setattr(core, "IN_MEMORY_BYTES", 0)
+    lazy = prepare(cfg).control
+    assert isinstance(lazy, core.FittedMotion) and len(lazy) == 3
+    np.testing.assert_array_equal(lazy[[2, 0]], prepared.control[[2, 0]])
+    np.testing.assert_array_equal(lazy[1:3], prepared.control[1:3])
