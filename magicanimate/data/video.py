@@ -5,8 +5,8 @@ when it is installed and works on the file, otherwise with PyAV (decord has no a
 some files PyAV reads). A folder of png/jpg frames reads like a video (files in natural order:
 ``2.png`` before ``10.png``).
 
-The writer encodes H.264 (libx264, yuv420p) with PyAV, streaming: frames are encoded as they arrive, so a
-long video is never held in memory. yuv420p needs even sizes; an odd height or width is padded by
+The writer encodes H.264 (libx264, yuv420p) with PyAV (or imageio-ffmpeg's ffmpeg binary where PyAV's
+FFmpeg lacks libx264), streaming: frames are encoded as they arrive, so a long video is never held in memory. yuv420p needs even sizes; an odd height or width is padded by
 repeating the last row/column (``odd_size="pad"``, the default), or cropped by one (``"crop"``), or refused
 (``"error"``). Output goes to a temporary file renamed onto the target on success, so an interrupted
 write leaves nothing behind.
@@ -328,7 +328,8 @@ class _PyAVBackend:
         container = av.open(str(path))
         try:
             if not container.streams.video:
-                raise InputError(f"{path}: not a video, or corrupt (no video stream found)")
+                raise InputError(
+                    f"{path}: no video stream found (not a video, an empty recording, or a corrupt file)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
@@ -398,6 +399,19 @@ class _PyAVBackend:
 
 # ------------------------------------------------------------------------------------------- writing
 
+WRITER_BACKENDS = ("pyav", "imageio-ffmpeg")
+
+
+def _pyav_has_libx264() -> bool:
+    try:
+        import av
+
+        av.codec.Codec("libx264", "w")
+        return True
+    except Exception:
+        return False
+
+
 class VideoWriter:
     """Stream frames into an H.264 (yuv420p) mp4, atomically.
 
@@ -409,25 +423,30 @@ class VideoWriter:
         path: output file (``.mp4``; other containers that accept H.264, e.g. ``.mkv``, work too).
         fps: frame rate (float, e.g. 29.97, is kept as an exact fraction).
         crf: x264 constant rate factor (lower = better quality; 0 is lossless in YUV).
+        preset: x264 speed/size preset.
         odd_size: ``"pad"`` (repeat the last row/column), ``"crop"`` (drop it) or ``"error"``.
+        backend: ``"pyav"``, ``"imageio-ffmpeg"`` (pipes frames to the ffmpeg binary that package ships) or
+            ``None``: PyAV when its FFmpeg has libx264 (the PyPI wheels do), else imageio-ffmpeg.
     """
 
     def __init__(self, path: PathLike, fps: float, *, crf: int = 18, preset: str = "medium",
-                 odd_size: str = "pad"):
+                 odd_size: str = "pad", backend: Optional[str] = None):
         if odd_size not in ("pad", "crop", "error"):
             raise ValueError(f"odd_size must be 'pad', 'crop' or 'error', got {odd_size!r}")
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if backend is not None and backend not in WRITER_BACKENDS:
+            raise ValueError(f"backend must be one of {WRITER_BACKENDS} or None, got {backend!r}")
         self.path = Path(path)
         self.fps = float(fps)
         self.crf = int(crf)
         self.preset = preset
         self.odd_size = odd_size
+        self.backend = backend or ("pyav" if _pyav_has_libx264() else "imageio-ffmpeg")
         self.frames_written = 0
         self._atomic = None
         self._tmp: Optional[Path] = None
-        self._container = None
-        self._stream = None
+        self._encoder = None
         self._size = None  # (H, W) of incoming frames
         self._closed = False
 
@@ -444,7 +463,7 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort(exc_type, exc, tb)
+            self.abort(exc)
 
     def close(self) -> None:
         """Flush the encoder and move the file into place."""
@@ -455,27 +474,25 @@ class VideoWriter:
         try:
             if self.frames_written == 0:
                 raise InputError(f"{self.path}: no frames were written; refusing to create an empty video")
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+            self._encoder.finish()
+            self._encoder = None
         except BaseException as err:
-            self.abort(type(err), err, err.__traceback__)
+            self.abort(err)
             raise
         self._closed = True
         self._atomic.__exit__(None, None, None)
 
-    def abort(self, exc_type=None, exc=None, tb=None) -> None:
+    def abort(self, exc: Optional[BaseException] = None) -> None:
         """Discard the partial output."""
         if self._closed:
             return
         self._closed = True
-        if self._container is not None:
+        if self._encoder is not None:
             try:
-                self._container.close()
+                self._encoder.abort()
             except Exception:
                 pass
-            self._container = None
+            self._encoder = None
         if self._atomic is not None:
             err = exc if exc is not None else RuntimeError("aborted")
             # Passing the exception into atomic_path's context makes it delete the temporary file.
@@ -494,8 +511,6 @@ class VideoWriter:
             self._write_one(_check_frame(frame, self.path))
 
     def _write_one(self, frame: np.ndarray) -> None:
-        import av
-
         if self._size is None:
             self._size = frame.shape[:2]
             self._start(*self._size)
@@ -503,12 +518,7 @@ class VideoWriter:
             raise InputError(
                 f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, but the video "
                 f"started at {self._size[1]}x{self._size[0]}")
-        frame = self._even(frame)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf = vf.reformat(format="yuv420p")
-        vf.pts = self.frames_written
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        self._encoder.write(np.ascontiguousarray(self._even(frame)))
         self.frames_written += 1
 
     def _even(self, frame: np.ndarray) -> np.ndarray:
@@ -520,8 +530,6 @@ class VideoWriter:
         return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
     def _start(self, h: int, w: int) -> None:
-        import av
-
         if h % 2 or w % 2:
             if self.odd_size == "error":
                 raise InputError(f"{self.path}: H.264 yuv420p needs even sizes, frames are {w}x{h}")
@@ -532,13 +540,60 @@ class VideoWriter:
         he = h + h % 2 if self.odd_size == "pad" else h - h % 2
         we = w + w % 2 if self.odd_size == "pad" else w - w % 2
         rate = Fraction(self.fps).limit_denominator(1001)
-        self._container = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
+        encoder = _PyAVEncoder if self.backend == "pyav" else _FFmpegEncoder
+        self._encoder = encoder(self._tmp, self.path, we, he, rate, self.crf, self.preset)
+
+
+class _PyAVEncoder:
+    def __init__(self, tmp: Path, final: Path, width: int, height: int, rate: Fraction, crf: int, preset: str):
+        import av
+
+        self._av = av
+        self._container = av.open(str(tmp), mode="w", format=_container_format(final))
         self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width = we
-        self._stream.height = he
+        self._stream.width = width
+        self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         self._stream.time_base = Fraction(1, 1) / rate
-        self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._pts = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        vf = self._av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+        vf.pts = self._pts
+        self._pts += 1
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+
+    def finish(self) -> None:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def abort(self) -> None:
+        self._container.close()
+
+
+class _FFmpegEncoder:
+    """Pipes raw RGB frames to the ffmpeg binary bundled with imageio-ffmpeg."""
+
+    def __init__(self, tmp: Path, final: Path, width: int, height: int, rate: Fraction, crf: int, preset: str):
+        import imageio_ffmpeg
+
+        self._gen = imageio_ffmpeg.write_frames(
+            str(tmp), (width, height), fps=rate, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(crf), "-preset", preset, "-f", _container_format(final)])
+        self._gen.send(None)
+
+    def write(self, frame: np.ndarray) -> None:
+        self._gen.send(frame.tobytes())
+
+    def finish(self) -> None:
+        self._gen.close()
+
+    def abort(self) -> None:
+        self._gen.close()
 
 
 def _container_format(path: Path) -> str:
@@ -558,7 +613,7 @@ def _check_frame(frame: np.ndarray, path: Path) -> np.ndarray:
 def write_video(path: PathLike, frames, fps: float, **kwargs) -> None:
     """Write frames (an ``(N, H, W, 3)`` uint8 array or any iterable of ``(H, W, 3)`` frames) as H.264 mp4.
 
-    Keyword arguments go to :class:`VideoWriter` (``crf``, ``preset``, ``odd_size``).
+    Keyword arguments go to :class:`VideoWriter` (``crf``, ``preset``, ``odd_size``, ``backend``).
     """
     with VideoWriter(path, fps, **kwargs) as writer:
         if isinstance(frames, np.ndarray):
