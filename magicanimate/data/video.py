@@ -211,14 +211,30 @@ def read_video(
         max_frames: keep at most this many leading frames.
         backend: force ``"decord"`` or ``"pyav"`` for video files (default: decord, PyAV fallback).
     """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     with VideoReader(path, fps=fps, backend=backend) as reader:
-        n = len(reader)
-        if max_frames is not None:
-            if max_frames < 1:
-                raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-            n = min(n, max_frames)
-        frames = reader[:n]
-        return Video(frames=np.ascontiguousarray(frames), fps=float(reader.fps))
+        limit = max_frames if max_frames is not None else float("inf")
+        # One preallocated array (no second copy of a long video); sequential decoding in one pass, which
+        # also copes with container headers that miscount frames.
+        out = np.empty((int(min(len(reader), limit)), *reader.size, 3), np.uint8)
+        extra: List[np.ndarray] = []
+        n = 0
+        for frame in reader:
+            if n >= limit:
+                break
+            if frame.shape != out.shape[1:]:
+                raise InputError(f"{reader.path}: frame {n} is {frame.shape[1]}x{frame.shape[0]}, the video "
+                                 f"started at {out.shape[2]}x{out.shape[1]} (size changes mid-video)")
+            if n < len(out):
+                out[n] = frame
+            else:
+                extra.append(frame)
+            n += 1
+        if n == 0:
+            raise InputError(f"{reader.path}: the video has zero frames")
+        frames = np.concatenate([out[:n], np.stack(extra)]) if extra else out[:n]
+        return Video(frames=frames, fps=float(reader.fps))
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -230,17 +246,36 @@ def _require_file(path: Path, what: str) -> None:
         raise InputError(f"{path}: empty file (0 bytes), expected {what}")
 
 
+def _probe_rotation(path: Path) -> int:
+    """Display rotation (degrees counter-clockwise, multiple of 90) that phones store in the container."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+            rotation = int(round(getattr(frame, "rotation", 0) or 0))
+    except Exception:
+        return 0
+    return (rotation // 90 * 90) % 360 if rotation % 90 == 0 else 0
+
+
 def _open_video_file(path: Path, backend: Optional[str], fps: Optional[float]):
     _require_file(path, "a video")
     errors = []
     order = [backend] if backend else (["decord", "pyav"] if _decord is not None else ["pyav"])
+    rotation = _probe_rotation(path)
+    if rotation and "decord" in order:
+        # decord ignores the display rotation (or returns garbage for it): only PyAV applies it.
+        logger.info("%s: rotated %d degrees in its metadata; reading with PyAV", path, rotation)
+        order = ["pyav"]
     for name in order:
         try:
-            impl = _DecordBackend(path) if name == "decord" else _PyAVBackend(path)
+            impl = _DecordBackend(path) if name == "decord" else _PyAVBackend(path, rotation=rotation)
         except InputError:
             raise
         except Exception as exc:  # decoder-specific failures: try the next backend
-            errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+            text = str(exc).strip()
+            errors.append(f"{name}: {text.splitlines()[0] if text else type(exc).__name__}")
             logger.debug("%s could not open %s: %s", name, path, exc)
             continue
         if impl.num_frames == 0:
@@ -320,11 +355,12 @@ class _PyAVBackend:
 
     name = "pyav"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rotation: int = 0):
         import av
 
         self.path = path
         self._av = av
+        self._rot90 = (rotation // 90) % 4  # np.rot90 turns counter-clockwise, like the display matrix
         container = av.open(str(path))
         try:
             if not container.streams.video:
@@ -339,6 +375,8 @@ class _PyAVBackend:
             if first is None:
                 raise InputError(f"{path}: the video has zero frames")
             self.size = (int(first.height), int(first.width))
+            if self._rot90 % 2:
+                self.size = self.size[::-1]
             container.seek(0)
             self.num_frames = int(stream.frames) if stream.frames and stream.frames > 0 else 0
             if self.num_frames == 0:
@@ -360,15 +398,19 @@ class _PyAVBackend:
         self._frames = self._container.decode(stream)
         self._pos = 0
 
-    def _next(self) -> np.ndarray:
+    def _next(self, *, end_ok: bool = False) -> Optional[np.ndarray]:
         try:
             frame = next(self._frames)
         except StopIteration:
-            raise InputError(f"{self.path}: video ended early at frame {self._pos}") from None
+            if end_ok:
+                return None
+            raise InputError(f"{self.path}: video ended early at frame {self._pos} "
+                             f"(its header promised {self.num_frames})") from None
         except self._av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video, decoding failed at frame {self._pos} ({exc})") from None
         self._pos += 1
-        return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, k=self._rot90)) if self._rot90 else rgb
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         out = [None] * len(indices)
@@ -385,9 +427,13 @@ class _PyAVBackend:
         return np.stack(out)
 
     def iterate(self) -> Iterator[np.ndarray]:
+        # Decode to the real end: container headers can miscount (edit lists, variable frame rate).
         self._restart()
-        for _ in range(self.num_frames):
-            yield self._next()
+        while (frame := self._next(end_ok=True)) is not None:
+            yield frame
+        if self._pos and self._pos != self.num_frames:
+            logger.debug("%s: header says %d frames, decoded %d", self.path, self.num_frames, self._pos)
+            self.num_frames = self._pos
 
     def close(self) -> None:
         if self._container is not None:
@@ -482,8 +528,13 @@ class VideoWriter:
         self._closed = True
         self._atomic.__exit__(None, None, None)
 
-    def abort(self, exc: Optional[BaseException] = None) -> None:
-        """Discard the partial output."""
+    def abort(self, *exc_info) -> None:
+        """Discard the partial output.
+
+        Optionally pass the exception that caused it, either alone or as the ``(type, value, traceback)``
+        triple that ``__exit__`` receives.
+        """
+        exc = next((e for e in reversed(exc_info) if isinstance(e, BaseException)), None)
         if self._closed:
             return
         self._closed = True

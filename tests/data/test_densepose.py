@@ -102,6 +102,13 @@ def test_inverse_picks_nearest_colour():
                                   np.arange(25)[None])
 
 
+def test_inverse_and_fraction_match_brute_force_on_arbitrary_colours():
+    pixels = np.random.default_rng(3).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    d2 = ((pixels[..., None, :].astype(int) - dp.PALETTE.astype(int)) ** 2).sum(-1)  # (40, 50, 25)
+    np.testing.assert_array_equal(dp.parts_from_rgb(pixels), d2.argmin(-1))
+    assert dp.densepose_fraction(pixels, tolerance=40) == pytest.approx((d2.min(-1) <= 1600).mean())
+
+
 @pytest.mark.parametrize("bad", [np.array([[25]]), np.array([[-1]]), np.array([[1.0]])])
 def test_render_rejects_bad_maps(bad):
     with pytest.raises(ValueError):

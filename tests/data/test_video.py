@@ -157,6 +157,26 @@ def test_pyav_fallback_when_decord_fails(clip, monkeypatch):
         assert reader.backend == "pyav" and len(reader) == 10
 
 
+@pytest.mark.parametrize("rotation", [90, 180, -90])
+def test_display_rotation_applied_like_ffmpeg(clip, tmp_path, rotation):
+    """Phone videos store a display rotation; frames must come out upright, as ffmpeg's autorotate shows them."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-display_rotation", str(rotation), "-i", str(clip[0]),
+                    "-c", "copy", str(rotated)], check=True, timeout=60)
+    gen = imageio_ffmpeg.read_frames(str(rotated))  # ffmpeg applies the rotation itself
+    meta = next(gen)
+    w, h = meta["size"]
+    expected = np.stack([np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen])
+    video = read_video(rotated)  # default backend choice must not hand this to decord
+    assert video.frames.shape == expected.shape
+    assert np.abs(video.frames.astype(int) - expected).max() <= 2
+    with VideoReader(rotated) as r:
+        assert r.size == expected.shape[1:3]
+        assert np.abs(r[4].astype(int) - expected[4]).max() <= 2
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reader_random_access(clip, backend):
     path, _ = clip
@@ -219,6 +239,21 @@ def test_writer_error_leaves_nothing(tmp_path):
             w.write(smooth_frames(n=3))
             raise KeyError("crash mid-video")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["bare", "exception", "exc_info"])
+def test_writer_explicit_open_and_abort(tmp_path, how):
+    writer = VideoWriter(tmp_path / "manual.mp4", 25).open()
+    writer.write(smooth_frames(n=2))
+    err = RuntimeError("stop")
+    args = {"bare": (), "exception": (err,), "exc_info": (RuntimeError, err, None)}[how]
+    writer.abort(*args)
+    writer.close()  # no-op once aborted
+    assert list(tmp_path.iterdir()) == []
+    writer = VideoWriter(tmp_path / "manual.mp4", 25).open()
+    writer.write(smooth_frames(n=2))
+    writer.close()
+    assert read_video(tmp_path / "manual.mp4").frames.shape[0] == 2
 
 
 def test_writer_error_keeps_previous_file(tmp_path):
