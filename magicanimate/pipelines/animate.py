@@ -119,6 +119,9 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
                          "needed")
     validate_densepose_video(sample, source=str(cfg.motion))
     weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy loads
+    if weights.max_context_frames is not None and cfg.context_frames > weights.max_context_frames:
+        raise ConfigError(f"context_frames={cfg.context_frames} exceeds the motion modules' position-encoding "
+                          f"length ({weights.max_context_frames}); use at most {weights.max_context_frames}")
 
     out_hw = output_size(sample.shape[1:3], cfg.size, cfg.width, cfg.height)
     padded_hw, box = pad_to_multiple(out_hw, weights.size_multiple)

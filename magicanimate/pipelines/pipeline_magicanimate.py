@@ -318,6 +318,10 @@ class MagicAnimatePipeline(DiffusionPipeline):
         total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames
         frames_src = PaddedFrames(control, total) if total != num_frames else control
         schedule: WindowSchedule = make_schedule(total, fusion, context_frames, context_overlap)
+        max_len = self.unet.config.get("motion_max_seq_length") if self.unet.config.get("use_motion_module") else None
+        if max_len is not None and len(schedule.windows[0]) > max_len:
+            raise ConfigError(f"context_frames={context_frames} exceeds the motion modules' position-encoding "
+                              f"length ({max_len}); use at most {max_len}")
 
         text_c = (self.empty_prompt_embeds() if prompt_embeds is None else prompt_embeds).to(device, dtype)
         text_u = text_c if negative_prompt_embeds is None else negative_prompt_embeds.to(device, dtype)

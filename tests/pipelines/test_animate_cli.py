@@ -150,6 +150,12 @@ def test_bad_sizes(files, tmp_path, capsys):
     _fails(files, tmp_path, capsys, *args, expect=["tiny.png", "8x8"])
 
 
+def test_context_longer_than_position_encoding(files, tmp_path, capsys):
+    args = _args(files, tmp_path / "out" / "x.mp4")
+    args[args.index("--context-frames") + 1] = "32"
+    _fails(files, tmp_path, capsys, *args, expect=["context_frames=32", "position-encoding length (24)"])
+
+
 def test_unknown_config_key(files, tmp_path, capsys):
     _fails(files, tmp_path, capsys, *_args(files, tmp_path / "out" / "x.mp4", "stepz=3"), expect=["stepz"])
 

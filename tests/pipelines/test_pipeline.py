@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from magicanimate.errors import InputError, WeightsError
+from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 from magicanimate.pipelines.tiny import tiny_pipeline
 from magicanimate.pipelines.windows import make_schedule
@@ -129,6 +129,8 @@ def test_bad_call_arguments(pipe):
         pipe(reference_image(64, 32), densepose_video(3), **KW)
     with pytest.raises(InputError, match="multiple of 8"):
         pipe(reference_image(60, 60), densepose_video(3, 60, 60), **KW)
+    with pytest.raises(ConfigError, match="position-encoding length"):
+        pipe(reference_image(), densepose_video(30), context_frames=25, num_inference_steps=1)
     with pytest.raises(InputError, match="does not divide"):
         pipe(reference_image(), densepose_video(10), latents=torch.zeros(1, 4, 3, 8, 8), **KW)
 
