@@ -242,12 +242,13 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["seed"] = seed
 
-    generator = torch.Generator("cpu").manual_seed(seed)
-    if rank != 0:
-        pipe(inputs.reference, inputs.control, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-             generator=generator, fusion=cfg.fusion, context_frames=cfg.context_frames,
-             context_overlap=cfg.context_overlap, controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
-             output_type="latent", sequential_guidance=cfg.sequential_guidance)
+    call = dict(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed), fusion=cfg.fusion,
+                context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
+                controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
+                sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk)
+    if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
+        pipe(inputs.reference, inputs.control, output_type="latent", **call)
         return AnimationResult(output, grid_path(output) if cfg.grid else None,
                                config_path(output) if cfg.save_config else None, seed, num_frames, inputs.fps,
                                box.height, box.width, time.time() - start, pipe)
@@ -267,11 +268,7 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
                     grid_writer.write(np.concatenate([refs, control, frames], axis=2))
                 written[0] += len(frames)
 
-            pipe(inputs.reference, inputs.control, num_inference_steps=cfg.steps,
-                 guidance_scale=cfg.guidance_scale, generator=generator, fusion=cfg.fusion,
-                 context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
-                 controlnet_conditioning_scale=cfg.controlnet_conditioning_scale, frame_callback=on_frames,
-                 decode_chunk=cfg.decode_chunk, sequential_guidance=cfg.sequential_guidance)
+            pipe(inputs.reference, inputs.control, frame_callback=on_frames, **call)
             if written[0] != num_frames:
                 raise RuntimeError(f"decoded {written[0]} frames, expected {num_frames}")
         except BaseException as exc:
