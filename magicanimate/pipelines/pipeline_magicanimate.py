@@ -390,8 +390,10 @@ class MagicAnimatePipeline(DiffusionPipeline):
                 for k in range(len(schedule)):
                     accumulate(k, preds[k])
                 del preds
-            eps_u, eps_c = (fused / weight_sum).chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
+            # eps = u + g * (c - u), computed in place (same operations, no extra per-frame copies)
+            eps_u, eps_c = fused.div_(weight_sum).chunk(2)
+            eps = eps_u.add_(eps_c.sub_(eps_u).mul_(guidance_scale))
+            del fused, eps_c
             if step_callback is not None:
                 step_callback(i, t, latents, eps)
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
