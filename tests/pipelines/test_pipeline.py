@@ -144,3 +144,15 @@ def test_dtype_by_argument(inputs, seeded_run):
     assert low.unet.dtype == torch.bfloat16
     diff = (out.latents - seeded_run["out"].latents).abs().max()
     assert 0 < diff < 0.1 * seeded_run["out"].latents.abs().max()
+
+
+def test_other_scheduler_swaps_in(inputs, seeded_run):
+    from magicanimate.pipelines.scheduling import make_scheduler
+
+    ref, control = inputs
+    euler = tiny_pipeline(seed=0)
+    euler.set_progress_bar_config(disable=True)
+    euler.scheduler = make_scheduler("EulerDiscreteScheduler")
+    out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert torch.isfinite(out.latents).all()
+    assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
