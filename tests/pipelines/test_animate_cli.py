@@ -75,6 +75,9 @@ def test_original_prompt_config(files, tmp_path, monkeypatch, caplog):
     path = tmp_path / "animation.yaml"
     path.write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)
+    from magicanimate.pipelines import animate as core
+
+    monkeypatch.setattr(core, "IN_MEMORY_BYTES", 0)  # read the motion video window by window
     with caplog.at_level(logging.WARNING):
         rc = animate_cli.main(["--config", str(path), "--quiet", f"weights.prompt_embeds={files['embeds']}"])
     assert rc == 0
@@ -147,6 +150,12 @@ def test_bad_sizes(files, tmp_path, capsys):
     _fails(files, tmp_path, capsys, *args, expect=["tiny.png", "8x8"])
 
 
+def test_context_longer_than_position_encoding(files, tmp_path, capsys):
+    args = _args(files, tmp_path / "out" / "x.mp4")
+    args[args.index("--context-frames") + 1] = "32"
+    _fails(files, tmp_path, capsys, *args, expect=["context_frames=32", "position-encoding length (24)"])
+
+
 def test_unknown_config_key(files, tmp_path, capsys):
     _fails(files, tmp_path, capsys, *_args(files, tmp_path / "out" / "x.mp4", "stepz=3"), expect=["stepz"])
 
@@ -160,7 +169,7 @@ def test_no_arguments_without_demo(tmp_path, capsys, monkeypatch):
     assert "bundled demo" in err and "demo/model" in err
 
 
-def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path):
+def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path, monkeypatch):
     """RGBA is composited on white; odd-sized inputs are fitted (reference edge-padded, DensePose padded
     with the background colour) to the output size, then padded to the model's stride."""
     rgba = np.zeros((45, 67, 4), dtype=np.uint8)
@@ -183,3 +192,11 @@ def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path):
     # processing padding around the output box: background purple in DensePose, edge copies in the reference
     assert tuple(prepared.control[0, 0, 0]) == (68, 1, 84)
     np.testing.assert_array_equal(prepared.reference[0], prepared.reference[box.top])
+    # a long video is read on demand instead: same frames
+    from magicanimate.pipelines import animate as core
+
+    monkeypatch.setattr(core, "IN_MEMORY_BYTES", 0)
+    lazy = prepare(cfg).control
+    assert isinstance(lazy, core.FittedMotion) and len(lazy) == 3
+    np.testing.assert_array_equal(lazy[[2, 0]], prepared.control[[2, 0]])
+    np.testing.assert_array_equal(lazy[1:3], prepared.control[1:3])
