@@ -109,7 +109,7 @@ class AppearanceEncoderModel(UNet2DConditionModel):
         super().enable_gradient_checkpointing(context_preserving_checkpoint(gradient_checkpointing_func))
 
     def forward(self, ref_latent: torch.Tensor, timestep: torch.Tensor | int | float,
-                encoder_hidden_states: torch.Tensor, **_: object) -> list[torch.Tensor]:
+                encoder_hidden_states: torch.Tensor) -> list[torch.Tensor]:
         """Reference banks for ``ref_latent`` (B, C, h, w) at ``timestep``, in reader order."""
         if ref_latent.ndim != 4:
             raise InputError(f"ref_latent must be (B, C, h, w), got shape {tuple(ref_latent.shape)}")

@@ -346,9 +346,9 @@ def load_pretrained_folder(cls, path: str | Path, *, torch_dtype=None, device=No
     return _to(model, torch_dtype, device)
 
 
-def load_appearance_encoder(path: str | Path, **kw) -> AppearanceEncoderModel:
+def load_appearance_encoder(path: str | Path, *, torch_dtype=None, device=None) -> AppearanceEncoderModel:
     """The official ``appearance_encoder/`` folder (or ours), strictly."""
-    return load_pretrained_folder(AppearanceEncoderModel, path, **kw)
+    return load_pretrained_folder(AppearanceEncoderModel, path, torch_dtype=torch_dtype, device=device)
 
 
 def load_controlnet(path: str | Path, *, torch_dtype=None, device=None) -> ControlNetModel:

@@ -50,7 +50,8 @@ class ReferenceInputs:
         if self.strength < 0 or not math.isfinite(self.strength):
             raise ValueError(f"reference strength must be a finite number >= 0, got {self.strength}")
         if self.read_mask is not None:
-            self.read_mask = torch.as_tensor(self.read_mask, dtype=torch.bool)
+            # kept on the CPU: the readers index rows with it (one device sync per call, not per layer)
+            self.read_mask = torch.as_tensor(self.read_mask, dtype=torch.bool).cpu()
             if self.read_mask.ndim != 1:
                 raise ValueError(f"read_mask must be a 1-D bool tensor (B,), got shape {tuple(self.read_mask.shape)}")
 
@@ -123,7 +124,7 @@ class ReferenceReaderProcessor:
         if ref.read_mask is None:
             read = torch.ones(batch, dtype=torch.bool)
         else:
-            read = ref.read_mask.cpu()
+            read = ref.read_mask
             if read.shape[0] != batch:
                 raise ValueError(f"read_mask has {read.shape[0]} entries for a batch of {batch}")
         if not bool(read.any()):

@@ -19,7 +19,7 @@ from magicanimate.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP's spinning
     threads make each forward 10-100x slower than one thread does."""
