@@ -200,3 +200,16 @@ def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path, monkeypatch):
     assert isinstance(lazy, core.FittedMotion) and len(lazy) == 3
     np.testing.assert_array_equal(lazy[[2, 0]], prepared.control[[2, 0]])
     np.testing.assert_array_equal(lazy[1:3], prepared.control[1:3])
+
+
+def test_saved_pipeline_folder(files, tmp_path):
+    """--pipeline: a folder written by save_pretrained (no CLIP: its prompt embedding is saved with it)."""
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "pipe")
+    out = tmp_path / "o" / "p.mp4"
+    args = ["--reference", str(files["ref"]), "--motion", str(files["motion"]), "--output", str(out),
+            "--pipeline", str(tmp_path / "pipe"), "--steps", "1", "--size", "64", "--context-frames", "8",
+            "--quiet", "--no-grid", "--max-frames", "4"]
+    assert animate_cli.main(args) == 0
+    with VideoReader(out) as video:
+        assert len(video) == 4 and video.size == (40, 64)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.mp4", "p_config.yaml"]
