@@ -156,3 +156,45 @@ def test_other_scheduler_swaps_in(inputs, seeded_run):
     out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
     assert torch.isfinite(out.latents).all()
     assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
+
+
+def _tiny_clip(folder):
+    """A 4-token CLIP tokenizer and a one-layer CLIP text model of width 24 (the tiny UNet's text width)."""
+    import json
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=24, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, max_position_embeddings=77, bos_token_id=0,
+                                           eos_token_id=1, pad_token_id=1)).eval()
+    return encoder, tokenizer
+
+
+def test_empty_prompt_encoded_once_and_saved(pipe, inputs, tmp_path):
+    encoder, tokenizer = _tiny_clip(tmp_path / "clip")
+    parts = {k: v for k, v in pipe.components.items() if k not in ("text_encoder", "tokenizer")}
+    with_clip = MagicAnimatePipeline(**parts, text_encoder=encoder, tokenizer=tokenizer)
+    with_clip.set_progress_bar_config(disable=True)
+    calls = []
+    encoder.register_forward_hook(lambda *a: calls.append(1))
+    ref, control = inputs
+    first = with_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    with_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert len(calls) == 1  # computed once, then cached
+    ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    torch.testing.assert_close(with_clip.empty_prompt_embeds(), encoder(ids)[0], rtol=0, atol=0)
+
+    with_clip.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "prompt_embeds.safetensors").is_file()
+    no_clip = MagicAnimatePipeline.from_pretrained(tmp_path / "saved")  # CLIP not needed any more
+    assert no_clip.text_encoder is None
+    no_clip.set_progress_bar_config(disable=True)
+    again = no_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=0)
+    full = MagicAnimatePipeline.from_pretrained(tmp_path / "saved", load_text_encoder=True)
+    assert type(full.text_encoder).__name__ == "CLIPTextModel" and full.tokenizer is not None
