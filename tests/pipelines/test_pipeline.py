@@ -9,7 +9,7 @@ from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 from magicanimate.pipelines.tiny import tiny_pipeline
 from magicanimate.pipelines.windows import make_schedule
 
-from .helpers import densepose_video, reference_image
+from .helpers import densepose_video, reference_image, tiny_clip
 
 KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, guidance_scale=7.5)
 
@@ -158,25 +158,8 @@ def test_other_scheduler_swaps_in(inputs, seeded_run):
     assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
 
 
-def _tiny_clip(folder):
-    """A 4-token CLIP tokenizer and a one-layer CLIP text model of width 24 (the tiny UNet's text width)."""
-    import json
-
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-    torch.manual_seed(0)
-    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=24, intermediate_size=32, num_hidden_layers=1,
-                                           num_attention_heads=2, max_position_embeddings=77, bos_token_id=0,
-                                           eos_token_id=1, pad_token_id=1)).eval()
-    return encoder, tokenizer
-
-
 def test_empty_prompt_encoded_once_and_saved(pipe, inputs, tmp_path):
-    encoder, tokenizer = _tiny_clip(tmp_path / "clip")
+    encoder, tokenizer = tiny_clip(tmp_path / "clip")
     parts = {k: v for k, v in pipe.components.items() if k not in ("text_encoder", "tokenizer")}
     with_clip = MagicAnimatePipeline(**parts, text_encoder=encoder, tokenizer=tokenizer)
     with_clip.set_progress_bar_config(disable=True)
