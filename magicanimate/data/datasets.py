@@ -72,7 +72,7 @@ def _discover_generic(root: Path, cfg) -> List[VideoEntry]:
             entries.append(VideoEntry(video.stem, video, dp, cfg.densepose_format))
         return entries
     entries = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if (sub / "images").is_dir():
             entries.append(VideoEntry(sub.name, sub / "images", sub / cfg.densepose_dir, cfg.densepose_format))
     return entries
