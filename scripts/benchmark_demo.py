@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=8, help="test clips (default 8)")
     ap.add_argument("--frames", type=int, default=24, help="frames per short clip (default 24)")
     ap.add_argument("--long-frames", type=int, default=48, help="frames per long clip (default 48; 0 = skip)")
+    ap.add_argument("--no-short", dest="short", action="store_false", help="skip the short-clip comparison")
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: demo/settings.yaml's)")
     ap.add_argument("--guidance-scale", type=float, default=None)
     ap.add_argument("--context-frames", type=int, default=None)
@@ -60,9 +61,10 @@ def main(argv=None) -> int:
                       progress=not args.quiet)
         start = time.time()
         sections = {}
-        short = bm.synthetic_test_clips(args.clips, args.frames)
-        sections[f"{args.clips} test clips x {args.frames} frames"] = bm.run_methods(
-            pipe, short, ["reference", "vae", "stage1", "stage2"], **common)
+        if args.short:
+            short = bm.synthetic_test_clips(args.clips, args.frames)
+            sections[f"{args.clips} test clips x {args.frames} frames"] = bm.run_methods(
+                pipe, short, ["reference", "vae", "stage1", "stage2"], **common)
         if args.long_frames:
             long_clips = bm.synthetic_test_clips(args.clips, args.long_frames)
             sections[f"long clips: {args.clips} x {args.long_frames} frames, fusion modes"] = bm.run_methods(
@@ -73,11 +75,12 @@ def main(argv=None) -> int:
         report = {"pipeline": str(pipe_dir), "settings": {"steps": steps, "guidance_scale": guidance,
                   "context_frames": cf, "context_overlap": co, "seed": args.seed}, "sections": sections,
                   "notes": notes}
-        args.out.mkdir(parents=True, exist_ok=True)
-        bm.write_report(report, args.out / "results.json", args.out / "results.md")
-        print(bm.markdown_table(sections))
-        print(notes)
-        print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+        if sections:
+            args.out.mkdir(parents=True, exist_ok=True)
+            bm.write_report(report, args.out / "results.json", args.out / "results.md")
+            print(bm.markdown_table(sections))
+            print(notes)
+            print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
         if args.gates:
             results = bm.gate_results(pipe, guidance, progress=not args.quiet)
             gates = {"settings": dict(bm.GATE_SETTINGS, guidance_scale=guidance),

@@ -129,7 +129,7 @@ def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: i
     with atomic_path(demo_dir / "settings.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)))
     (demo_dir / "source.json").write_text(json.dumps(
-        {"video_id": video_id, "data_root": str(data_root), "frames": num_frames}, indent=1) + "\n")
+        {"video_id": video_id, "split": Path(data_root).name, "frames": num_frames}, indent=1) + "\n")
     return demo_dir
 
 
