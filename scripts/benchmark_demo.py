@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     from magicanimate.utils.files import atomic_path
 
     try:
-        pipe_dir = Path(args.pipeline)
+        pipe_dir = Path(args.pipeline).resolve()
+        shown = pipe_dir.relative_to(REPO_ROOT) if pipe_dir.is_relative_to(REPO_ROOT) else pipe_dir
         settings_file = pipe_dir.parent / "settings.yaml"
         settings = OmegaConf.to_container(OmegaConf.load(settings_file)) if settings_file.is_file() else {}
         steps = args.steps or settings.get("steps", 20)
@@ -71,8 +72,8 @@ def main(argv=None) -> int:
                 pipe, long_clips, ["reference", "stage2", "stage2_parity"], **common)
         notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), seed "
                  f"{args.seed}, 64x64, CPU; reference = frame 0 of each held-out test video, scored frames 1..N. "
-                 f"Pipeline: {pipe_dir}. Took {time.time() - start:.0f} s.")
-        report = {"pipeline": str(pipe_dir), "settings": {"steps": steps, "guidance_scale": guidance,
+                 f"Pipeline: {shown}. Took {time.time() - start:.0f} s.")
+        report = {"pipeline": str(shown), "settings": {"steps": steps, "guidance_scale": guidance,
                   "context_frames": cf, "context_overlap": co, "seed": args.seed}, "sections": sections,
                   "notes": notes}
         if sections:

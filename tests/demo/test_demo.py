@@ -122,7 +122,7 @@ def test_stage2_lowers_temporal_error(gates):
 def test_temporal_error_against_closed_form():
     from magicanimate.demo.benchmark import score_video, temporal_error
 
-    y = np.zeros((3, 4, 4, 3), np.uint8)
+    y = np.zeros((3, 16, 16, 3), np.uint8)
     y[1] += 10
     y[2] += 20
     still = np.repeat(y[:1], 3, axis=0)
