@@ -84,7 +84,9 @@ def unet2d_from_unet3d_folder(folder):
     unet3d = UNet3DMotionModel.from_pretrained(str(folder))
     if unet3d.config.use_motion_module:
         raise WeightsError(f"{folder}: expected a UNet trained without motion modules")
-    keep = set(UNet2DConditionModel.__init__.__code__.co_varnames)
+    import inspect
+
+    keep = set(inspect.signature(UNet2DConditionModel.__init__).parameters)
     config = {k: v for k, v in unet3d.config.items() if k in keep and not k.startswith("_")}
     unet2d = UNet2DConditionModel.from_config(config)
     missing, unexpected = unet2d.load_state_dict(unet3d.state_dict(), strict=False)
