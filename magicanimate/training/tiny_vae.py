@@ -53,6 +53,9 @@ class TinyVAEDataConfig:
     # held-out frames for the PSNR reported during training (from the test split)
     eval_frames: int = 64
     hflip: bool = True
+    # Permute each training frame's RGB channels at random. Without it (and with few identities) the VAE
+    # learns the training set's colour combinations instead of colour, and fails on held-out identities.
+    channel_shuffle: bool = True
 
 
 @dataclass
@@ -275,6 +278,9 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
         if cfg.data.hflip:
             flip = rng.uniform(size=len(batch)) < 0.5
             batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
+        if cfg.data.channel_shuffle:
+            perms = np.argsort(rng.uniform(size=(len(batch), 3)), axis=1)
+            batch = np.take_along_axis(batch, perms[:, None, None, :], axis=3)
         vae.train()
         losses = vae_loss(vae, to_tensor(batch), cfg, gen)
         opt.zero_grad(set_to_none=True)
