@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         vae = Path(cfg.vae.reuse) if cfg.vae.reuse else run / "vae"
         if not cfg.vae.reuse and fresh(vae / "config.json"):
             times["vae"] = _run("vae", [py, scripts / "train_demo_vae.py", "--config", cfg.vae.config, "--quiet",
-                                        f"output_dir={vae}", f"data.root={data}", f"seed={cfg.seed}",
+                                        f"output_dir={vae}", f"seed={cfg.seed}",
+                                        *([f"data.root={data}"] if cfg.vae.train_on_dataset else []),
                                         f"num_threads={cfg.threads}", f"steps={scaled(cfg.vae.steps)}",
                                         f"max_minutes={cfg.vae.max_minutes * args.scale}", *cfg.vae.overrides],
                                 logs, cfg.threads)

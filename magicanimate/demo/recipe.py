@@ -151,6 +151,9 @@ class RecipeDataConfig:
 class RecipeVAEConfig:
     config: str = "configs/demo/vae.yaml"
     reuse: Optional[str] = None
+    # true: train on the recipe's dataset (<run_dir>/data, as the shipped VAE was); false: on the VAE
+    # config's own in-memory frames (many more identities, see configs/demo/vae.yaml)
+    train_on_dataset: bool = True
     steps: int = 2800
     max_minutes: float = 20.0
     overrides: List[str] = field(default_factory=list)
