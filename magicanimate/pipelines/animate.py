@@ -1,0 +1,290 @@
+"""animate(config) -> result files: the core of scripts/animate.py, also used by the web demo and evaluation.
+
+Order of work (so that a bad input never costs a model load and never leaves a partial file):
+1. :func:`prepare` reads and checks every input: the reference decodes, the motion video decodes and is a
+   DensePose rendering, sizes are valid, the weights folder is complete. It returns the fitted frames.
+2. :func:`load_pipeline` builds the pipeline (strict weight loading).
+3. :func:`animate` runs it, streaming decoded frames into the result video and the side-by-side grid
+   (reference | DensePose | result), both written atomically, and saves the resolved config beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from magicanimate.data.densepose import validate_densepose_video
+from magicanimate.data.video import VideoReader, VideoWriter, read_image, write_image, write_video
+from magicanimate.errors import ConfigError, InputError, WeightsError
+from magicanimate.pipelines.config import InferenceConfig, new_inference_config, validate_inference_config
+from magicanimate.pipelines.inputs import Box, fit_frames, fit_frame, output_size, pad_into, pad_to_multiple
+from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+# motion videos up to this size (after fitting) are decoded once and kept in memory; longer ones are read
+# window by window
+IN_MEMORY_BYTES = 1 << 30
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class AnimationResult:
+    video: Path
+    grid: Optional[Path]
+    config: Optional[Path]
+    seed: int
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    seconds: float
+    # the pipeline used, so a caller animating several pairs can pass it back in
+    pipeline: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class PreparedInputs:
+    """Inputs fitted to the processing size (a multiple of the model's stride), ready for the pipeline."""
+
+    reference: np.ndarray  # (PH, PW, 3) uint8
+    control: "np.ndarray | FittedMotion"  # (N, PH, PW, 3) uint8
+    box: Box  # the output-size region inside the processing size
+    fps: float
+    weights: WeightsSpec
+
+
+def grid_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_grid{output.suffix}")
+
+
+def config_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_config.yaml")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def prepare(cfg: InferenceConfig) -> PreparedInputs:
+    """Read, check and fit every input; raises InputError/ConfigError/WeightsError before any model loads."""
+    validate_inference_config(cfg)
+    if not cfg.reference:
+        raise ConfigError("reference: no reference image given (--reference IMAGE)")
+    if not cfg.motion:
+        raise ConfigError("motion: no DensePose motion video given (--motion VIDEO)")
+    reference = read_image(cfg.reference)
+    if min(reference.shape[:2]) < 8:
+        raise InputError(f"{cfg.reference}: image is {reference.shape[1]}x{reference.shape[0]} pixels; "
+                         "at least 8x8 is needed")
+    reader = VideoReader(cfg.motion)
+    total = len(reader)
+    if total == 0:
+        raise InputError(f"{cfg.motion}: the motion video has no frames")
+    if cfg.offset >= total:
+        raise InputError(f"{cfg.motion}: offset {cfg.offset} is past the end of the video ({total} frames)")
+    stop = total if cfg.max_frames is None else min(total, cfg.offset + cfg.max_frames)
+    fps = float(cfg.fps or reader.fps or 25.0)
+    sample = reader[sorted({int(i) for i in np.linspace(cfg.offset, stop - 1, min(16, stop - cfg.offset))})]
+    if min(sample.shape[1:3]) < 8:
+        raise InputError(f"{cfg.motion}: frames are {sample.shape[2]}x{sample.shape[1]} pixels; at least 8x8 is "
+                         "needed")
+    validate_densepose_video(sample, source=str(cfg.motion))
+    weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy loads
+    if weights.max_context_frames is not None and cfg.context_frames > weights.max_context_frames:
+        raise ConfigError(f"context_frames={cfg.context_frames} exceeds the motion modules' position-encoding "
+                          f"length ({weights.max_context_frames}); use at most {weights.max_context_frames}")
+
+    out_hw = output_size(sample.shape[1:3], cfg.size, cfg.width, cfg.height)
+    padded_hw, box = pad_to_multiple(out_hw, weights.size_multiple)
+    reference = pad_into(fit_frame(reference, out_hw, cfg.fit, densepose=False), box, padded_hw, densepose=False)
+    control = FittedMotion(reader, cfg.offset, stop, out_hw, cfg.fit, box, padded_hw)
+    if len(control) * padded_hw[0] * padded_hw[1] * 3 <= IN_MEMORY_BYTES:
+        control = control[0:len(control)]  # small enough: decode once instead of once per step
+        reader.close()
+    return PreparedInputs(reference=reference, control=control, box=box, fps=fps, weights=weights)
+
+
+class FittedMotion:
+    """Motion frames decoded on demand and fitted/padded to the processing size (long videos stay on disk).
+
+    Supports ``len()`` and indexing by int, slice or list of ints, as the pipeline expects.
+    """
+
+    def __init__(self, reader: VideoReader, start: int, stop: int, out_hw, fit: str, box: Box, padded_hw):
+        self.reader, self.start, self.stop = reader, start, stop
+        self.out_hw, self.fit, self.box, self.padded_hw = out_hw, fit, box, padded_hw
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self[[int(index)]][0]
+        if isinstance(index, slice):
+            index = range(*index.indices(len(self)))
+        frames = self.reader[[self.start + int(i) for i in index]]
+        fitted = fit_frames(frames, self.out_hw, self.fit, densepose=True)
+        return np.ascontiguousarray(pad_into(fitted, self.box, self.padded_hw, densepose=True))
+
+
+def load_pipeline(weights: WeightsSpec, device: torch.device, dtype: torch.dtype):
+    from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
+
+    if weights.pipeline is not None:
+        pipe = MagicAnimatePipeline.from_pretrained(weights.pipeline, torch_dtype=dtype)
+    else:
+        pipe = MagicAnimatePipeline.from_original(weights, torch_dtype=dtype)
+    return pipe
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def as_config(config) -> InferenceConfig:
+    if OmegaConf.is_config(config):
+        return config
+    if isinstance(config, dict):
+        return new_inference_config(**config)
+    return OmegaConf.structured(config)
+
+
+def demo_config() -> InferenceConfig:
+    """Settings of the bundled CPU demo (``demo/``); WeightsError saying what is missing until it exists."""
+    needed = [DEMO_DIR / "model" / "model_index.json", DEMO_DIR / "reference.png", DEMO_DIR / "motion.mp4"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise WeightsError(
+            "the bundled demo is not available yet; missing:\n  " + "\n  ".join(missing) + "\n"
+            f"It expects a saved pipeline in {DEMO_DIR / 'model'} and inputs reference.png + motion.mp4 "
+            f"(a DensePose video) in {DEMO_DIR}. Until then, run e.g.\n  python scripts/animate.py "
+            "--reference IMG --motion DENSEPOSE.mp4 --output out.mp4 --weights PRETRAINED_ROOT")
+    values = dict(reference=str(needed[1]), motion=str(needed[2]), output="samples/demo.mp4",
+                  weights={"pipeline": str(DEMO_DIR / "model")}, device="cpu")
+    settings = DEMO_DIR / "settings.yaml"
+    if settings.is_file():  # the demo's own steps/size/... (paths above stay)
+        values.update(OmegaConf.to_container(OmegaConf.load(settings)))
+    return new_inference_config(**values)
+
+
+def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) -> AnimationResult:
+    """Animate one (reference, motion) pair as ``config`` (InferenceConfig, its DictConfig, or a dict) says.
+
+    ``pipeline``: an already-loaded MagicAnimatePipeline to reuse (e.g. by the web demo); otherwise it is
+    loaded from ``config.weights`` after the inputs were checked. ``prepared``: the result of
+    :func:`prepare` when the caller already checked the inputs.
+    """
+    cfg = as_config(config)
+    start = time.time()
+    inputs = prepared if prepared is not None else prepare(cfg)
+    device = resolve_device(cfg.device)
+    rank, world, device = _init_distributed(device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    seed = int(cfg.seed) if int(cfg.seed) != -1 else secrets.randbelow(2 ** 31)
+
+    pipe = pipeline if pipeline is not None else load_pipeline(inputs.weights, device, dtype)
+    if cfg.cpu_offload and device.type != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        if cfg.cpu_offload:
+            logger.warning("cpu_offload ignored: the pipeline already runs on the CPU")
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=not cfg.progress or rank != 0)
+    if cfg.scheduler != type(pipe.scheduler).__name__:
+        from magicanimate.pipelines.scheduling import make_scheduler
+
+        pipe.scheduler = make_scheduler(cfg.scheduler)
+
+    output = Path(cfg.output)
+    box = inputs.box
+    ref_out = box.crop(inputs.reference)
+    num_frames = len(inputs.control)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["seed"] = seed
+
+    call = dict(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed), fusion=cfg.fusion,
+                context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
+                controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
+                sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk)
+    if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
+        pipe(inputs.reference, inputs.control, output_type="latent", **call)
+        return AnimationResult(output, grid_path(output) if cfg.grid else None,
+                               config_path(output) if cfg.save_config else None, seed, num_frames, inputs.fps,
+                               box.height, box.width, time.time() - start, pipe)
+
+    written = [0]
+    with VideoWriter(output, inputs.fps) as video_writer:
+        grid_writer = VideoWriter(grid_path(output), inputs.fps).open() if cfg.grid else None
+        try:
+
+            def on_frames(frames: np.ndarray) -> None:
+                frames = box.crop(frames)
+                video_writer.write(frames)
+                if grid_writer is not None:
+                    n0 = written[0]
+                    control = box.crop(inputs.control[n0:n0 + len(frames)])
+                    refs = np.broadcast_to(ref_out, frames.shape)
+                    grid_writer.write(np.concatenate([refs, control, frames], axis=2))
+                written[0] += len(frames)
+
+            pipe(inputs.reference, inputs.control, frame_callback=on_frames, **call)
+            if written[0] != num_frames:
+                raise RuntimeError(f"decoded {written[0]} frames, expected {num_frames}")
+        except BaseException as exc:
+            if grid_writer is not None:
+                grid_writer.abort(type(exc), exc, exc.__traceback__)
+            raise
+        if grid_writer is not None:
+            grid_writer.close()
+    if cfg.save_inputs:  # only after the result exists: a failed run leaves nothing
+        write_image(output.with_name(f"{output.stem}_reference.png"), ref_out)
+        write_video(output.with_name(f"{output.stem}_densepose{output.suffix}"),
+                    (box.crop(inputs.control[i]) for i in range(num_frames)), inputs.fps)
+    saved = None
+    if cfg.save_config:
+        from magicanimate.config import save_config
+
+        saved = save_config(OmegaConf.create(resolved), config_path(output))
+    return AnimationResult(output, grid_path(output) if cfg.grid else None, saved, seed, num_frames, inputs.fps,
+                           box.height, box.width, time.time() - start, pipe)

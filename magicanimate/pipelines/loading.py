@@ -1,0 +1,121 @@
+"""Strict loading of a saved MagicAnimatePipeline folder, and checks that a weights folder is complete.
+
+diffusers' own ``from_pretrained`` is not strict (missing keys only warn and stay uninitialised), so each
+model component is built from its config and its state dict is loaded here with every missing or
+unexpected key reported by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from magicanimate.errors import WeightsError
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+MODEL_COMPONENTS = ("vae", "unet", "appearance_encoder", "controlnet")
+PIPELINE_LAYOUT = """\
+  <folder>/model_index.json
+  <folder>/prompt_embeds.safetensors        (or text_encoder/ + tokenizer/)
+  <folder>/{vae,unet,appearance_encoder,controlnet}/config.json + diffusion_pytorch_model.safetensors
+  <folder>/scheduler/scheduler_config.json"""
+
+
+def _weight_file(folder: Path) -> Optional[Path]:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_state_dict_file(path: Path) -> dict:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: cannot read weights ({exc})") from None
+
+
+def load_model_strict(cls, folder: Path, dtype: Optional[torch.dtype] = None):
+    """Build ``cls`` from ``folder/config.json`` and load its weights with strict key checking."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise WeightsError(f"{folder}: config.json missing")
+    weights = _weight_file(folder)
+    if weights is None:
+        raise WeightsError(f"{folder}: no {' or '.join(WEIGHT_FILES)}")
+    model = cls.from_config(cls.load_config(str(folder)))
+    state = load_state_dict_file(weights)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"{weights}: weights do not match {cls.__name__}: missing keys {sorted(missing)[:20]}"
+                           f"{' ...' if len(missing) > 20 else ''} ({len(missing)}), unexpected keys "
+                           f"{sorted(unexpected)[:20]}{' ...' if len(unexpected) > 20 else ''} ({len(unexpected)})")
+    model.eval()
+    if dtype is not None:
+        model.to(dtype)
+    return model
+
+
+def missing_pipeline_files(folder: Path) -> list[str]:
+    """Files a saved pipeline folder lacks (empty when complete)."""
+    folder = Path(folder)
+    missing = []
+    if not (folder / "model_index.json").is_file():
+        return ["model_index.json"]
+    for name in MODEL_COMPONENTS:
+        if not (folder / name / "config.json").is_file():
+            missing.append(f"{name}/config.json")
+        if _weight_file(folder / name) is None:
+            missing.append(f"{name}/{WEIGHT_FILES[0]}")
+    if not (folder / "scheduler" / "scheduler_config.json").is_file():
+        missing.append("scheduler/scheduler_config.json")
+    has_text = (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir()
+    if not (folder / "prompt_embeds.safetensors").is_file() and not has_text:
+        missing.append("prompt_embeds.safetensors (or text_encoder/ and tokenizer/)")
+    return missing
+
+
+def _class_from_index(entry, name: str, folder: Path):
+    library, class_name = entry
+    try:
+        return getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise WeightsError(f"{folder / 'model_index.json'}: component {name!r} names {library}.{class_name}, "
+                           f"which cannot be imported ({exc})") from None
+
+
+def load_pipeline_folder(pipeline_cls, folder, *, torch_dtype: Optional[torch.dtype] = None,
+                         load_text_encoder: Optional[bool] = None):
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    missing = missing_pipeline_files(folder)
+    if missing:
+        raise WeightsError(f"{folder}: incomplete pipeline folder, missing: {', '.join(missing)}. "
+                           f"Expected layout:\n{PIPELINE_LAYOUT}")
+    index = json.loads((folder / "model_index.json").read_text())
+    parts = {}
+    for name in MODEL_COMPONENTS:
+        parts[name] = load_model_strict(_class_from_index(index[name], name, folder), folder / name, torch_dtype)
+    sched_cls = _class_from_index(index["scheduler"], "scheduler", folder)
+    parts["scheduler"] = sched_cls.from_pretrained(str(folder / "scheduler"))
+    embeds_file = folder / "prompt_embeds.safetensors"
+    embeds = load_file(str(embeds_file))["prompt_embeds"] if embeds_file.is_file() else None
+    want_text = load_text_encoder if load_text_encoder is not None else embeds is None
+    if want_text and index.get("text_encoder", [None])[0] is not None:
+        te_cls = _class_from_index(index["text_encoder"], "text_encoder", folder)
+        tok_cls = _class_from_index(index["tokenizer"], "tokenizer", folder)
+        parts["text_encoder"] = te_cls.from_pretrained(str(folder / "text_encoder"), torch_dtype=torch_dtype)
+        parts["tokenizer"] = tok_cls.from_pretrained(str(folder / "tokenizer"))
+    return pipeline_cls(**parts, prompt_embeds=embeds)

@@ -1,0 +1,407 @@
+"""The training loop on accelerate: loops, logs, checkpoints. The model's step lives in module.py.
+
+Resuming is exact: data order is a pure function of (seed, epoch, position) (see
+:class:`~magicanimate.data.datasets.SampleBatchSampler`), and accelerate's ``save_state`` restores the
+optimizer, LR scheduler, RNG states (noise, timesteps, reference dropout) and our step counter. Checkpoints
+hold only the trainable weights (the frozen ones come from the config's model paths).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from magicanimate.config import save_config
+from magicanimate.data.datasets import SampleBatchSampler, VideoPoseDataset
+from magicanimate.errors import ConfigError, MagicAnimateError, WeightsError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+TRAINABLE_FILE = "trainable.safetensors"
+
+
+class TrainingDivergedError(MagicAnimateError, RuntimeError):
+    """The loss became NaN or infinite; the last good state was saved before stopping."""
+
+
+@dataclass
+class TrainState:
+    """Step counter saved with every checkpoint (accelerate custom object)."""
+
+    step: int = 0
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    last_checkpoint: Optional[Path]
+    export_dir: Optional[Path]
+    losses: List[float] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+
+def list_checkpoints(output_dir: Path) -> List[Path]:
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(resume: Optional[str], output_dir: Path) -> Optional[Path]:
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            logger.info("resume=latest: no checkpoint in %s yet, starting from scratch", output_dir)
+            return None
+        return found[-1]
+    path = Path(resume)
+    if not (path / TRAINABLE_FILE).is_file():
+        raise ConfigError(f"resume={resume}: not a training checkpoint folder (no {TRAINABLE_FILE})")
+    return path
+
+
+def _trainable_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {n: p.detach().contiguous() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def _register_hooks(accelerator, module_ref: List[torch.nn.Module]) -> None:
+    """Checkpoint only the trainable weights of the training module; load them back strictly."""
+
+    def save_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            save_file(_trainable_state(accelerator.unwrap_model(module_ref[0])), str(Path(output_dir) / TRAINABLE_FILE))
+        for _ in range(len(weights)):
+            weights.pop()
+
+    def load_hook(models, input_dir):
+        state = load_file(str(Path(input_dir) / TRAINABLE_FILE))
+        module = accelerator.unwrap_model(module_ref[0])
+        expected = {n for n, p in module.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise WeightsError(f"{input_dir}/{TRAINABLE_FILE}: does not match this config's trainable weights; "
+                               f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                               f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].dtype))
+        for _ in range(len(models)):
+            models.pop()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: Optional[int]) -> Path:
+    """accelerate ``save_state`` into ``checkpoints/checkpoint-<step>``, written under a temporary name and
+    renamed once every rank has finished (a killed save never looks like a checkpoint); keeps the last
+    ``total_limit``."""
+    path = Path(output_dir) / CHECKPOINT_DIR / f"checkpoint-{step}"
+    tmp = path.with_name(path.name + ".partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+        if total_limit is not None:
+            for old in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def make_optimizer(cfg, params, device_type: str):
+    o = cfg.optim
+    kind = o.optimizer
+    if kind in ("auto", "adamw8bit"):
+        try:
+            import bitsandbytes as bnb  # noqa: F401
+            have_bnb = True
+        except Exception:
+            have_bnb = False
+        if kind == "adamw8bit" and not have_bnb:
+            raise ConfigError("optim.optimizer=adamw8bit needs bitsandbytes (pip install bitsandbytes)")
+        kind = "adamw8bit" if have_bnb and (kind == "adamw8bit" or device_type == "cuda") else "adamw"
+    if kind == "adamw8bit":
+        import bitsandbytes as bnb
+        cls = bnb.optim.AdamW8bit
+    else:
+        cls = torch.optim.AdamW
+    logger.info("optimizer: %s", cls.__name__)
+    return cls(params, lr=o.learning_rate, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.adam_weight_decay,
+               eps=o.adam_epsilon)
+
+
+def _to_device(batch: Dict[str, Any], device) -> Dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _tracker_config(cfg) -> Dict[str, Any]:
+    flat: Dict[str, Any] = {}
+
+    def walk(node, prefix=""):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".")
+            else:
+                flat[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+
+    walk(OmegaConf.to_container(cfg, resolve=True))
+    return flat
+
+
+def _check_tracker(report_to: str) -> Optional[str]:
+    if report_to == "none":
+        return None
+    module = {"wandb": "wandb", "tensorboard": "tensorboard"}[report_to]
+    try:
+        __import__(module)
+    except Exception:
+        raise ConfigError(f"report_to={report_to} needs the {module} package (pip install '.[{report_to}]')") from None
+    return report_to
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainResult:
+    """Run training as ``cfg`` (a loaded :class:`~magicanimate.training.config.TrainConfig`) describes.
+
+    ``stop_after``: leave the loop after this many optimizer steps of this call (a checkpoint is saved),
+    as if the job had been killed right after checkpointing; used to test exact resumption.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from magicanimate.training.builder import build_training_module
+    from magicanimate.training.export import export_trained
+
+    from magicanimate.training.validation import check_validation_inputs
+
+    output_dir = Path(cfg.output_dir)
+    log_with = _check_tracker(cfg.report_to)
+    check_validation_inputs(cfg)
+    if accelerator is None:
+        accelerator = Accelerator(
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            mixed_precision=cfg.mixed_precision,
+            log_with=log_with,
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
+        )
+    main = accelerator.is_main_process
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output_dir)
+    set_seed(cfg.seed, device_specific=True)
+    if cfg.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    resume_from = resolve_resume(cfg.resume, output_dir)
+    dataset = VideoPoseDataset.from_config(cfg.data)
+    sampler = SampleBatchSampler(len(dataset), cfg.train_batch_size, cfg.data, cfg.seed,
+                                 num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+    # Batches are chosen in this process by the sampler; workers only load them, so persistent workers
+    # keep the exact data order. The loader's own generator keeps it off the global RNG.
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0, pin_memory=accelerator.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.seed))
+
+    module = build_training_module(cfg)
+    summary = module.configure_trainable(cfg.train)
+    if main:
+        logger.info("trainable parameters per module:\n  %s", "\n  ".join(summary.lines()))
+    if cfg.gradient_checkpointing:
+        for sub in (module.unet, module.appearance_encoder, module.controlnet):
+            if any(p.requires_grad for p in sub.parameters()) or sub is module.unet:
+                sub.enable_gradient_checkpointing()
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    for sub in (module.vae, module.unet, module.appearance_encoder, module.controlnet):
+        if weight_dtype != torch.float32 and not any(p.requires_grad for p in sub.parameters()):
+            sub.to(dtype=weight_dtype)  # frozen whole: run in the low-precision dtype, as diffusers' scripts do
+    module.to(accelerator.device)
+
+    params = module.trainable_parameters()
+    lr_scale = (cfg.gradient_accumulation_steps * cfg.train_batch_size * accelerator.num_processes
+                if cfg.optim.scale_lr else 1)
+    optimizer = make_optimizer(cfg, params, accelerator.device.type)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.optim.learning_rate * lr_scale
+    # accelerate steps a prepared scheduler once per process per optimizer step.
+    lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer,
+                                 num_warmup_steps=cfg.optim.lr_warmup_steps * accelerator.num_processes,
+                                 num_training_steps=cfg.max_train_steps * accelerator.num_processes)
+    ema = None
+    if cfg.ema.enabled:
+        ema = EMAModel(params, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
+        ema.to(accelerator.device)
+
+    module_ref: List[torch.nn.Module] = [module]
+    _register_hooks(accelerator, module_ref)
+    module, optimizer, lr_scheduler = accelerator.prepare(module, optimizer, lr_scheduler)
+    module_ref[0] = module
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    if resume_from is not None:
+        if main:
+            logger.info("resuming from %s", resume_from)
+        accelerator.load_state(str(resume_from))
+    global_step = state.step
+    consumed = global_step * cfg.gradient_accumulation_steps
+    epoch, skip = divmod(consumed, len(sampler))
+
+    if log_with is not None:
+        accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
+
+    result = TrainResult(output_dir=output_dir, global_step=global_step,
+                         last_checkpoint=resume_from, export_dir=None)
+    progress = tqdm(total=cfg.max_train_steps, initial=global_step, desc="training", unit="step",
+                    disable=not main, dynamic_ncols=True)
+    steps_this_call = 0
+    last_saved = global_step if resume_from is not None else -1
+    running = []
+    done = global_step >= cfg.max_train_steps
+    while not done:
+        sampler.set_position(epoch, skip)
+        skip = 0
+        for batch in loader:
+            batch = _to_device(batch, accelerator.device)
+            with accelerator.accumulate(module):
+                out = module(batch)
+                loss = out["loss"]
+                _stop_if_not_finite(accelerator, loss, batch, global_step, output_dir, cfg)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running.append(loss.detach().float().item())
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            steps_this_call += 1
+            state.step = global_step
+            if ema is not None:
+                ema.step(params)
+            step_loss = float(sum(running) / len(running))
+            running = []
+            result.losses.append(step_loss)
+            lr = lr_scheduler.get_last_lr()[0]
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            if global_step % cfg.log_every_n_steps == 0 or global_step == cfg.max_train_steps:
+                accelerator.log({"train/loss": step_loss, "train/lr": lr, "train/epoch": epoch}, step=global_step)
+            stopping = stop_after is not None and steps_this_call >= stop_after
+            if global_step % cfg.checkpointing_steps == 0 or global_step == cfg.max_train_steps or stopping:
+                result.last_checkpoint = save_checkpoint(accelerator, output_dir, global_step,
+                                                         cfg.checkpoints_total_limit)
+                last_saved = global_step
+            if cfg.validation.every_n_steps and global_step % cfg.validation.every_n_steps == 0:
+                _validate(accelerator, module, ema, params, cfg, global_step)
+            if global_step >= cfg.max_train_steps or stopping:
+                done = True
+                break
+        else:
+            epoch += 1
+    progress.close()
+    result.global_step = global_step
+    if accelerator.num_processes > 1:
+        _check_ranks_in_sync(accelerator, params)
+    if global_step >= cfg.max_train_steps and cfg.export_at_end:
+        if last_saved != global_step:
+            result.last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, cfg.checkpoints_total_limit)
+        if main:
+            unwrapped = accelerator.unwrap_model(module)
+            if ema is not None:
+                ema.store(params)
+                ema.copy_to(params)
+            result.export_dir = export_trained(unwrapped, cfg, output_dir / "export")
+            if ema is not None:
+                ema.restore(params)
+        accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _stop_if_not_finite(accelerator, loss, batch, step: int, output_dir: Path, cfg) -> None:
+    """Every rank learns whether any rank's loss is NaN/inf (one all-reduce), so all stop together."""
+    flag = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    if flag.item() == 0:
+        return
+    # The optimizer has not stepped on this batch: the weights are the last good ones. A checkpoint of
+    # this very step (saved before the bad batch was drawn) is kept as it is.
+    path = Path(output_dir) / CHECKPOINT_DIR / f"checkpoint-{step}"
+    if not path.is_dir():
+        path = save_checkpoint(accelerator, output_dir, step, cfg.checkpoints_total_limit)
+    videos = batch.get("video_id")
+    raise TrainingDivergedError(
+        f"loss is {loss.item() if torch.isfinite(loss).all() else 'NaN/inf'} at step {step + 1} "
+        f"(videos {list(videos) if videos is not None else '?'} on rank {accelerator.process_index}); the last "
+        f"good state was saved to {path}. Try a lower optim.learning_rate, mixed_precision=bf16 instead of "
+        f"fp16, or check the data; resume with resume={path}.")
+
+
+def _check_ranks_in_sync(accelerator, params) -> None:
+    """DDP keeps replicas identical; verify it once at the end (a cheap checksum per rank)."""
+    local = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().abs().sum()])
+                         for p in params]).to(accelerator.device)
+    everyone = accelerator.gather(local[None])
+    if not torch.equal(everyone.min(0).values, everyone.max(0).values):
+        raise RuntimeError("trainable weights differ between ranks after training (DDP out of sync)")
+    if accelerator.is_main_process:
+        logger.info("trainable weights identical on all %d ranks", accelerator.num_processes)
+
+
+def _validate(accelerator, module, ema, params, cfg, step: int) -> None:
+    from magicanimate.training.validation import run_validation
+
+    if ema is not None:
+        ema.store(params)
+        ema.copy_to(params)
+    try:
+        run_validation(accelerator, accelerator.unwrap_model(module), cfg, step)
+    finally:
+        if ema is not None:
+            ema.restore(params)
+    accelerator.wait_for_everyone()

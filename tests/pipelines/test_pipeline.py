@@ -1,0 +1,158 @@
+"""MagicAnimatePipeline on a tiny random model: determinism, fusion arithmetic, streaming, save/load."""
+
+import numpy as np
+import pytest
+import torch
+
+from magicanimate.errors import ConfigError, InputError, WeightsError
+from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
+from magicanimate.pipelines.tiny import tiny_pipeline
+from magicanimate.pipelines.windows import make_schedule
+
+from .helpers import densepose_video, reference_image
+
+KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, guidance_scale=7.5)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = tiny_pipeline(seed=0)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return reference_image(), densepose_video(13)
+
+
+@pytest.fixture(scope="module")
+def seeded_run(pipe, inputs):
+    """One tapered run observed step by step, with frames streamed in chunks of 5."""
+    ref, control = inputs
+    chunks, windows, steps = [], {}, {}
+    controlnet_frames, encoder_batches = [], []
+    h1 = pipe.controlnet.register_forward_pre_hook(lambda m, a, kw: controlnet_frames.append(
+        (a[0] if a else kw["sample"]).shape[0]), with_kwargs=True)
+    h2 = pipe.appearance_encoder.register_forward_pre_hook(lambda m, a, kw: encoder_batches.append(
+        (a[0] if a else kw["ref_latent"]).shape[0]), with_kwargs=True)
+    try:
+        out = pipe(ref, control, generator=torch.Generator().manual_seed(7), frame_callback=chunks.append,
+                   decode_chunk=5, window_callback=lambda i, k, f, p: windows.__setitem__(k, (list(f), p.clone())),
+                   step_callback=lambda i, t, x, e: steps.__setitem__(i, (x.clone(), e.clone())), **KW)
+    finally:
+        h1.remove()
+        h2.remove()
+    return dict(out=out, chunks=chunks, windows=windows, steps=steps, controlnet_frames=controlnet_frames,
+                encoder_batches=encoder_batches)
+
+
+def test_same_seed_same_video_other_seed_differs(pipe, inputs, seeded_run):
+    ref, control = inputs
+    again = pipe(ref, control, generator=torch.Generator().manual_seed(7), **KW)
+    torch.testing.assert_close(again.latents, seeded_run["out"].latents, rtol=0, atol=0)
+    streamed = np.concatenate(seeded_run["chunks"])
+    assert [len(c) for c in seeded_run["chunks"]] == [5, 5, 3]
+    np.testing.assert_array_equal(streamed, (again.videos[0].permute(1, 2, 3, 0) * 255).round().byte().numpy())
+    other = pipe(ref, control, generator=torch.Generator().manual_seed(8), output_type="latent", **KW)
+    assert (other.latents - again.latents).abs().max() > 1e-2
+    assert seeded_run["out"].videos is None  # frames went to the callback only
+
+
+def test_fusion_is_weighted_mean_then_cfg(seeded_run):
+    """eps = CFG of sum_k w_k pred_k / sum_k w_k, recomputed here from the observed window predictions."""
+    sched = make_schedule(13, "tapered", 8, 3)
+    assert [seeded_run["windows"][k][0] for k in range(len(sched))] == [list(w) for w in sched.windows]
+    fused = torch.zeros(2, 4, 13, 8, 8, dtype=torch.float64)
+    for k, weight in enumerate(sched.normalized_weights()):
+        frames, pred = seeded_run["windows"][k]
+        fused[:, :, frames] += pred.double() * weight.view(1, 1, -1, 1, 1)
+    expected = fused[:1] + 7.5 * (fused[1:] - fused[:1])
+    torch.testing.assert_close(seeded_run["steps"][0][1].double(), expected, rtol=0, atol=1e-5)
+
+
+def test_controlnet_per_window_and_encoder_once(seeded_run):
+    # 13 frames in windows of 8: the ControlNet never sees more than one window's frames
+    assert seeded_run["controlnet_frames"] == [8, 8]
+    assert seeded_run["encoder_batches"] == [1]  # once per step, conditional entry only
+
+
+def test_parity_mode_pads_tiles_and_wraps(pipe, inputs):
+    ref, control = inputs
+    windows = {}
+    out = pipe(ref, control, generator=torch.Generator().manual_seed(7), fusion="parity",
+               window_callback=lambda i, k, f, p: windows.__setitem__(k, list(f)), **KW)
+    assert out.videos.shape[2] == 13 and out.latents.shape[2] == 16  # padded to 2 x 8 frames, trimmed back
+    assert windows[len(windows) - 1][-1] < windows[len(windows) - 1][0]  # the last window wraps around
+    noise = torch.randn((1, 4, 8, 8, 8), generator=torch.Generator().manual_seed(7))
+    tiled = pipe(ref, control, latents=noise, fusion="parity", output_type="latent", **KW)
+    torch.testing.assert_close(tiled.latents, out.latents, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+def test_short_videos(pipe, frames):
+    for fusion in ("tapered", "parity"):
+        out = pipe(reference_image(), densepose_video(frames), generator=torch.Generator().manual_seed(0),
+                   fusion=fusion, **KW)
+        assert out.videos.shape == (1, 3, frames, 64, 64)
+        assert torch.isfinite(out.videos).all()
+
+
+def test_sequential_guidance_matches_batched(pipe, inputs, seeded_run):
+    ref, control = inputs
+    seq = pipe(ref, control, generator=torch.Generator().manual_seed(7), sequential_guidance=True,
+               output_type="latent", **KW)
+    torch.testing.assert_close(seq.latents, seeded_run["out"].latents, rtol=0, atol=1e-4)
+
+
+def test_save_and_load_roundtrip(pipe, inputs, seeded_run, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = MagicAnimatePipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.text_encoder is None
+    ref, control = inputs
+    out = loaded(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    torch.testing.assert_close(out.latents, seeded_run["out"].latents, rtol=0, atol=0)
+
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "p" / "controlnet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    state["extra.weight"] = state.pop("controlnet_mid_block.bias")
+    save_file(state, str(weights))
+    with pytest.raises(WeightsError, match=r"controlnet_mid_block\.bias[\s\S]*extra\.weight"):
+        MagicAnimatePipeline.from_pretrained(tmp_path / "p")
+
+
+def test_bad_call_arguments(pipe):
+    with pytest.raises(InputError, match="reference image is 32x64"):
+        pipe(reference_image(64, 32), densepose_video(3), **KW)
+    with pytest.raises(InputError, match="multiple of 8"):
+        pipe(reference_image(60, 60), densepose_video(3, 60, 60), **KW)
+    with pytest.raises(ConfigError, match="position-encoding length"):
+        pipe(reference_image(), densepose_video(30), context_frames=25, num_inference_steps=1)
+    with pytest.raises(InputError, match="does not divide"):
+        pipe(reference_image(), densepose_video(10), latents=torch.zeros(1, 4, 3, 8, 8), **KW)
+
+
+def test_dtype_by_argument(inputs, seeded_run):
+    """bf16 runs on the CPU (no device or dtype is hard-coded) and stays near the fp32 result."""
+    ref, control = inputs
+    low = tiny_pipeline(seed=0).to(dtype=torch.bfloat16)
+    low.set_progress_bar_config(disable=True)
+    out = low(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert low.unet.dtype == torch.bfloat16
+    diff = (out.latents - seeded_run["out"].latents).abs().max()
+    assert 0 < diff < 0.1 * seeded_run["out"].latents.abs().max()
+
+
+def test_other_scheduler_swaps_in(inputs, seeded_run):
+    from magicanimate.pipelines.scheduling import make_scheduler
+
+    ref, control = inputs
+    euler = tiny_pipeline(seed=0)
+    euler.set_progress_bar_config(disable=True)
+    euler.scheduler = make_scheduler("EulerDiscreteScheduler")
+    out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert torch.isfinite(out.latents).all()
+    assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
