@@ -50,3 +50,21 @@ def save_original_layout(pipe, root):
     embeds = root / "prompt_embeds.safetensors"
     save_file({"prompt_embeds": pipe.empty_prompt_embeds().contiguous()}, str(embeds))
     return embeds
+
+
+def tiny_clip(folder):
+    """A 4-token CLIP tokenizer and a one-layer CLIP text model of width 24 (the tiny UNet's text width)."""
+    import json
+
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=24, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, max_position_embeddings=77, bos_token_id=0,
+                                           eos_token_id=1, pad_token_id=1)).eval()
+    return encoder, tokenizer

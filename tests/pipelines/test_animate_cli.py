@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from PIL import Image
@@ -17,7 +18,7 @@ from magicanimate.pipelines.animate import prepare
 from magicanimate.pipelines.config import load_inference_config, new_inference_config
 from magicanimate.pipelines.tiny import tiny_pipeline
 
-from .helpers import densepose_video, reference_image, save_original_layout
+from .helpers import densepose_video, reference_image, save_original_layout, tiny_clip
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "animate.py"
@@ -200,3 +201,37 @@ def test_rgba_reference_and_odd_sizes_are_fitted(files, tmp_path, monkeypatch):
     assert isinstance(lazy, core.FittedMotion) and len(lazy) == 3
     np.testing.assert_array_equal(lazy[[2, 0]], prepared.control[[2, 0]])
     np.testing.assert_array_equal(lazy[1:3], prepared.control[1:3])
+
+
+def test_saved_pipeline_folder(files, tmp_path):
+    """--pipeline: a folder written by save_pretrained (no CLIP: its prompt embedding is saved with it)."""
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "pipe")
+    out = tmp_path / "o" / "p.mp4"
+    args = ["--reference", str(files["ref"]), "--motion", str(files["motion"]), "--output", str(out),
+            "--pipeline", str(tmp_path / "pipe"), "--steps", "1", "--size", "64", "--context-frames", "8",
+            "--quiet", "--no-grid", "--max-frames", "4"]
+    assert animate_cli.main(args) == 0
+    with VideoReader(out) as video:
+        assert len(video) == 4 and video.size == (40, 64)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.mp4", "p_config.yaml"]
+
+
+def test_original_layout_with_clip_instead_of_saved_embedding(files, tmp_path):
+    """Without prompt_embeds the SD1.5 text_encoder/ and tokenizer/ are required, and used."""
+    import shutil
+
+    from magicanimate.errors import WeightsError
+    from magicanimate.pipelines.config import WeightsConfig
+    from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
+    from magicanimate.pipelines.weights import resolve_weights
+
+    root = tmp_path / "w"
+    shutil.copytree(files["weights"], root)
+    with pytest.raises(WeightsError, match="text_encoder and tokenizer"):
+        resolve_weights(WeightsConfig(root=str(root)))
+    encoder, tokenizer = tiny_clip(tmp_path / "clip")
+    encoder.save_pretrained(root / "stable-diffusion-v1-5" / "text_encoder")
+    tokenizer.save_pretrained(root / "stable-diffusion-v1-5" / "tokenizer")
+    pipe = MagicAnimatePipeline.from_original(WeightsConfig(root=str(root)))
+    ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    torch.testing.assert_close(pipe.empty_prompt_embeds(), encoder(ids)[0], rtol=0, atol=1e-6)

@@ -9,7 +9,7 @@ from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 from magicanimate.pipelines.tiny import tiny_pipeline
 from magicanimate.pipelines.windows import make_schedule
 
-from .helpers import densepose_video, reference_image
+from .helpers import densepose_video, reference_image, tiny_clip
 
 KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, guidance_scale=7.5)
 
@@ -156,3 +156,28 @@ def test_other_scheduler_swaps_in(inputs, seeded_run):
     out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
     assert torch.isfinite(out.latents).all()
     assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
+
+
+def test_empty_prompt_encoded_once_and_saved(pipe, inputs, tmp_path):
+    encoder, tokenizer = tiny_clip(tmp_path / "clip")
+    parts = {k: v for k, v in pipe.components.items() if k not in ("text_encoder", "tokenizer")}
+    with_clip = MagicAnimatePipeline(**parts, text_encoder=encoder, tokenizer=tokenizer)
+    with_clip.set_progress_bar_config(disable=True)
+    calls = []
+    encoder.register_forward_hook(lambda *a: calls.append(1))
+    ref, control = inputs
+    first = with_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    with_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert len(calls) == 1  # computed once, then cached
+    ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    torch.testing.assert_close(with_clip.empty_prompt_embeds(), encoder(ids)[0], rtol=0, atol=0)
+
+    with_clip.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "prompt_embeds.safetensors").is_file()
+    no_clip = MagicAnimatePipeline.from_pretrained(tmp_path / "saved")  # CLIP not needed any more
+    assert no_clip.text_encoder is None
+    no_clip.set_progress_bar_config(disable=True)
+    again = no_clip(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=0)
+    full = MagicAnimatePipeline.from_pretrained(tmp_path / "saved", load_text_encoder=True)
+    assert type(full.text_encoder).__name__ == "CLIPTextModel" and full.tokenizer is not None
