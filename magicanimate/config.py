@@ -20,12 +20,13 @@ import dataclasses
 import difflib
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue, OmegaConfBaseException
 
 from magicanimate.errors import ConfigError
 from magicanimate.utils.files import atomic_path
@@ -58,6 +59,7 @@ def load_config(schema: Any, path: Optional[PathLike] = None, overrides: Sequenc
     """
     if not (dataclasses.is_dataclass(schema)):
         raise TypeError(f"schema must be a dataclass type or instance, got {schema!r}")
+    _check_field_names(schema if isinstance(schema, type) else type(schema))
     cfg = OmegaConf.structured(schema)
     if path is not None:
         path = Path(path)
@@ -71,6 +73,35 @@ def load_config(schema: Any, path: Optional[PathLike] = None, overrides: Sequenc
     _check_complete(cfg, where=str(path) if path is not None else "the config defaults",
                     allow_missing=allow_missing)
     return cfg
+
+
+_DICTCONFIG_ATTRIBUTES = frozenset(name for name in dir(DictConfig) if not name.startswith("_"))
+
+
+def _check_field_names(schema: type, seen: Optional[set] = None) -> None:
+    """Refuse schema fields that DictConfig's own methods would hide (``cfg.items`` is a method)."""
+    seen = set() if seen is None else seen
+    if schema in seen:
+        return
+    seen.add(schema)
+    try:
+        hints = typing.get_type_hints(schema)
+    except Exception:  # unresolvable forward references: OmegaConf will report them itself
+        hints = {}
+    for f in dataclasses.fields(schema):
+        if f.name in _DICTCONFIG_ATTRIBUTES:
+            raise TypeError(f"config schema {schema.__name__}: field '{f.name}' is shadowed by DictConfig.{f.name}; "
+                            f"rename it")
+        for t in _flatten_type(hints.get(f.name, f.type)):
+            if dataclasses.is_dataclass(t) and isinstance(t, type):
+                _check_field_names(t, seen)
+
+
+def _flatten_type(t: Any) -> List[Any]:
+    out = [t]
+    for arg in getattr(t, "__args__", ()) or ():
+        out.extend(_flatten_type(arg))
+    return out
 
 
 def _read_yaml(path: Path) -> dict:
@@ -274,8 +305,16 @@ def _all_paths(node: Any, prefix: str = "") -> List[str]:
     return paths
 
 
+def _join_key(parts: Sequence[str]) -> str:
+    """``["items", "0", "name"]`` -> ``"items[0].name"`` (OmegaConf's spelling of list elements)."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
+
+
 def _unknown_key_message(root: DictConfig, node: DictConfig, parent: List[str], key: str, where: str) -> str:
-    parent_name = ".".join(parent)
+    parent_name = _join_key(parent)
     full = f"{parent_name}.{key}" if parent_name else key
     siblings = [str(k) for k in node.keys()]
     section = f"section '{parent_name}'" if parent_name else "the top level"
@@ -314,6 +353,9 @@ def _check_complete(cfg: DictConfig, *, where: str, allow_missing: bool) -> None
                 f"(set them in the YAML file or as overrides, e.g. {missing[0]}=...)")
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except (MissingMandatoryValue, InterpolationToMissingValueError):
+        if not allow_missing:
+            raise
     except OmegaConfBaseException as exc:
         raise _as_config_error(exc, where=where) from None
 

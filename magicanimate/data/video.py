@@ -5,8 +5,8 @@ when it is installed and works on the file, otherwise with PyAV (decord has no a
 some files PyAV reads). A folder of png/jpg frames reads like a video (files in natural order:
 ``2.png`` before ``10.png``).
 
-The writer encodes H.264 (libx264, yuv420p) with PyAV, streaming: frames are encoded as they arrive, so a
-long video is never held in memory. yuv420p needs even sizes; an odd height or width is padded by
+The writer encodes H.264 (libx264, yuv420p) with PyAV (or imageio-ffmpeg's ffmpeg binary where PyAV's
+FFmpeg lacks libx264), streaming: frames are encoded as they arrive, so a long video is never held in memory. yuv420p needs even sizes; an odd height or width is padded by
 repeating the last row/column (``odd_size="pad"``, the default), or cropped by one (``"crop"``), or refused
 (``"error"``). Output goes to a temporary file renamed onto the target on success, so an interrupted
 write leaves nothing behind.
@@ -211,14 +211,30 @@ def read_video(
         max_frames: keep at most this many leading frames.
         backend: force ``"decord"`` or ``"pyav"`` for video files (default: decord, PyAV fallback).
     """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     with VideoReader(path, fps=fps, backend=backend) as reader:
-        n = len(reader)
-        if max_frames is not None:
-            if max_frames < 1:
-                raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-            n = min(n, max_frames)
-        frames = reader[:n]
-        return Video(frames=np.ascontiguousarray(frames), fps=float(reader.fps))
+        limit = max_frames if max_frames is not None else float("inf")
+        # One preallocated array (no second copy of a long video); sequential decoding in one pass, which
+        # also copes with container headers that miscount frames.
+        out = np.empty((int(min(len(reader), limit)), *reader.size, 3), np.uint8)
+        extra: List[np.ndarray] = []
+        n = 0
+        for frame in reader:
+            if n >= limit:
+                break
+            if frame.shape != out.shape[1:]:
+                raise InputError(f"{reader.path}: frame {n} is {frame.shape[1]}x{frame.shape[0]}, the video "
+                                 f"started at {out.shape[2]}x{out.shape[1]} (size changes mid-video)")
+            if n < len(out):
+                out[n] = frame
+            else:
+                extra.append(frame)
+            n += 1
+        if n == 0:
+            raise InputError(f"{reader.path}: the video has zero frames")
+        frames = np.concatenate([out[:n], np.stack(extra)]) if extra else out[:n]
+        return Video(frames=frames, fps=float(reader.fps))
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -230,17 +246,36 @@ def _require_file(path: Path, what: str) -> None:
         raise InputError(f"{path}: empty file (0 bytes), expected {what}")
 
 
+def _probe_rotation(path: Path) -> int:
+    """Display rotation (degrees counter-clockwise, multiple of 90) that phones store in the container."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+            rotation = int(round(getattr(frame, "rotation", 0) or 0))
+    except Exception:
+        return 0
+    return (rotation // 90 * 90) % 360 if rotation % 90 == 0 else 0
+
+
 def _open_video_file(path: Path, backend: Optional[str], fps: Optional[float]):
     _require_file(path, "a video")
     errors = []
     order = [backend] if backend else (["decord", "pyav"] if _decord is not None else ["pyav"])
+    rotation = _probe_rotation(path)
+    if rotation and "decord" in order:
+        # decord ignores the display rotation (or returns garbage for it): only PyAV applies it.
+        logger.info("%s: rotated %d degrees in its metadata; reading with PyAV", path, rotation)
+        order = ["pyav"]
     for name in order:
         try:
-            impl = _DecordBackend(path) if name == "decord" else _PyAVBackend(path)
+            impl = _DecordBackend(path) if name == "decord" else _PyAVBackend(path, rotation=rotation)
         except InputError:
             raise
         except Exception as exc:  # decoder-specific failures: try the next backend
-            errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+            text = str(exc).strip()
+            errors.append(f"{name}: {text.splitlines()[0] if text else type(exc).__name__}")
             logger.debug("%s could not open %s: %s", name, path, exc)
             continue
         if impl.num_frames == 0:
@@ -320,15 +355,17 @@ class _PyAVBackend:
 
     name = "pyav"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rotation: int = 0):
         import av
 
         self.path = path
         self._av = av
+        self._rot90 = (rotation // 90) % 4  # np.rot90 turns counter-clockwise, like the display matrix
         container = av.open(str(path))
         try:
             if not container.streams.video:
-                raise InputError(f"{path}: not a video, or corrupt (no video stream found)")
+                raise InputError(
+                    f"{path}: no video stream found (not a video, an empty recording, or a corrupt file)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
@@ -338,6 +375,8 @@ class _PyAVBackend:
             if first is None:
                 raise InputError(f"{path}: the video has zero frames")
             self.size = (int(first.height), int(first.width))
+            if self._rot90 % 2:
+                self.size = self.size[::-1]
             container.seek(0)
             self.num_frames = int(stream.frames) if stream.frames and stream.frames > 0 else 0
             if self.num_frames == 0:
@@ -359,15 +398,19 @@ class _PyAVBackend:
         self._frames = self._container.decode(stream)
         self._pos = 0
 
-    def _next(self) -> np.ndarray:
+    def _next(self, *, end_ok: bool = False) -> Optional[np.ndarray]:
         try:
             frame = next(self._frames)
         except StopIteration:
-            raise InputError(f"{self.path}: video ended early at frame {self._pos}") from None
+            if end_ok:
+                return None
+            raise InputError(f"{self.path}: video ended early at frame {self._pos} "
+                             f"(its header promised {self.num_frames})") from None
         except self._av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video, decoding failed at frame {self._pos} ({exc})") from None
         self._pos += 1
-        return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, k=self._rot90)) if self._rot90 else rgb
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         out = [None] * len(indices)
@@ -384,9 +427,13 @@ class _PyAVBackend:
         return np.stack(out)
 
     def iterate(self) -> Iterator[np.ndarray]:
+        # Decode to the real end: container headers can miscount (edit lists, variable frame rate).
         self._restart()
-        for _ in range(self.num_frames):
-            yield self._next()
+        while (frame := self._next(end_ok=True)) is not None:
+            yield frame
+        if self._pos and self._pos != self.num_frames:
+            logger.debug("%s: header says %d frames, decoded %d", self.path, self.num_frames, self._pos)
+            self.num_frames = self._pos
 
     def close(self) -> None:
         if self._container is not None:
@@ -397,6 +444,19 @@ class _PyAVBackend:
 
 
 # ------------------------------------------------------------------------------------------- writing
+
+WRITER_BACKENDS = ("pyav", "imageio-ffmpeg")
+
+
+def _pyav_has_libx264() -> bool:
+    try:
+        import av
+
+        av.codec.Codec("libx264", "w")
+        return True
+    except Exception:
+        return False
+
 
 class VideoWriter:
     """Stream frames into an H.264 (yuv420p) mp4, atomically.
@@ -409,25 +469,30 @@ class VideoWriter:
         path: output file (``.mp4``; other containers that accept H.264, e.g. ``.mkv``, work too).
         fps: frame rate (float, e.g. 29.97, is kept as an exact fraction).
         crf: x264 constant rate factor (lower = better quality; 0 is lossless in YUV).
+        preset: x264 speed/size preset.
         odd_size: ``"pad"`` (repeat the last row/column), ``"crop"`` (drop it) or ``"error"``.
+        backend: ``"pyav"``, ``"imageio-ffmpeg"`` (pipes frames to the ffmpeg binary that package ships) or
+            ``None``: PyAV when its FFmpeg has libx264 (the PyPI wheels do), else imageio-ffmpeg.
     """
 
     def __init__(self, path: PathLike, fps: float, *, crf: int = 18, preset: str = "medium",
-                 odd_size: str = "pad"):
+                 odd_size: str = "pad", backend: Optional[str] = None):
         if odd_size not in ("pad", "crop", "error"):
             raise ValueError(f"odd_size must be 'pad', 'crop' or 'error', got {odd_size!r}")
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if backend is not None and backend not in WRITER_BACKENDS:
+            raise ValueError(f"backend must be one of {WRITER_BACKENDS} or None, got {backend!r}")
         self.path = Path(path)
         self.fps = float(fps)
         self.crf = int(crf)
         self.preset = preset
         self.odd_size = odd_size
+        self.backend = backend or ("pyav" if _pyav_has_libx264() else "imageio-ffmpeg")
         self.frames_written = 0
         self._atomic = None
         self._tmp: Optional[Path] = None
-        self._container = None
-        self._stream = None
+        self._encoder = None
         self._size = None  # (H, W) of incoming frames
         self._closed = False
 
@@ -444,7 +509,7 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort(exc_type, exc, tb)
+            self.abort(exc)
 
     def close(self) -> None:
         """Flush the encoder and move the file into place."""
@@ -455,27 +520,30 @@ class VideoWriter:
         try:
             if self.frames_written == 0:
                 raise InputError(f"{self.path}: no frames were written; refusing to create an empty video")
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+            self._encoder.finish()
+            self._encoder = None
         except BaseException as err:
-            self.abort(type(err), err, err.__traceback__)
+            self.abort(err)
             raise
         self._closed = True
         self._atomic.__exit__(None, None, None)
 
-    def abort(self, exc_type=None, exc=None, tb=None) -> None:
-        """Discard the partial output."""
+    def abort(self, *exc_info) -> None:
+        """Discard the partial output.
+
+        Optionally pass the exception that caused it, either alone or as the ``(type, value, traceback)``
+        triple that ``__exit__`` receives.
+        """
+        exc = next((e for e in reversed(exc_info) if isinstance(e, BaseException)), None)
         if self._closed:
             return
         self._closed = True
-        if self._container is not None:
+        if self._encoder is not None:
             try:
-                self._container.close()
+                self._encoder.abort()
             except Exception:
                 pass
-            self._container = None
+            self._encoder = None
         if self._atomic is not None:
             err = exc if exc is not None else RuntimeError("aborted")
             # Passing the exception into atomic_path's context makes it delete the temporary file.
@@ -494,8 +562,6 @@ class VideoWriter:
             self._write_one(_check_frame(frame, self.path))
 
     def _write_one(self, frame: np.ndarray) -> None:
-        import av
-
         if self._size is None:
             self._size = frame.shape[:2]
             self._start(*self._size)
@@ -503,12 +569,7 @@ class VideoWriter:
             raise InputError(
                 f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, but the video "
                 f"started at {self._size[1]}x{self._size[0]}")
-        frame = self._even(frame)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf = vf.reformat(format="yuv420p")
-        vf.pts = self.frames_written
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        self._encoder.write(np.ascontiguousarray(self._even(frame)))
         self.frames_written += 1
 
     def _even(self, frame: np.ndarray) -> np.ndarray:
@@ -520,8 +581,6 @@ class VideoWriter:
         return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
     def _start(self, h: int, w: int) -> None:
-        import av
-
         if h % 2 or w % 2:
             if self.odd_size == "error":
                 raise InputError(f"{self.path}: H.264 yuv420p needs even sizes, frames are {w}x{h}")
@@ -532,13 +591,60 @@ class VideoWriter:
         he = h + h % 2 if self.odd_size == "pad" else h - h % 2
         we = w + w % 2 if self.odd_size == "pad" else w - w % 2
         rate = Fraction(self.fps).limit_denominator(1001)
-        self._container = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
+        encoder = _PyAVEncoder if self.backend == "pyav" else _FFmpegEncoder
+        self._encoder = encoder(self._tmp, self.path, we, he, rate, self.crf, self.preset)
+
+
+class _PyAVEncoder:
+    def __init__(self, tmp: Path, final: Path, width: int, height: int, rate: Fraction, crf: int, preset: str):
+        import av
+
+        self._av = av
+        self._container = av.open(str(tmp), mode="w", format=_container_format(final))
         self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width = we
-        self._stream.height = he
+        self._stream.width = width
+        self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         self._stream.time_base = Fraction(1, 1) / rate
-        self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._pts = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        vf = self._av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+        vf.pts = self._pts
+        self._pts += 1
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+
+    def finish(self) -> None:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def abort(self) -> None:
+        self._container.close()
+
+
+class _FFmpegEncoder:
+    """Pipes raw RGB frames to the ffmpeg binary bundled with imageio-ffmpeg."""
+
+    def __init__(self, tmp: Path, final: Path, width: int, height: int, rate: Fraction, crf: int, preset: str):
+        import imageio_ffmpeg
+
+        self._gen = imageio_ffmpeg.write_frames(
+            str(tmp), (width, height), fps=rate, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(crf), "-preset", preset, "-f", _container_format(final)])
+        self._gen.send(None)
+
+    def write(self, frame: np.ndarray) -> None:
+        self._gen.send(frame.tobytes())
+
+    def finish(self) -> None:
+        self._gen.close()
+
+    def abort(self) -> None:
+        self._gen.close()
 
 
 def _container_format(path: Path) -> str:
@@ -558,7 +664,7 @@ def _check_frame(frame: np.ndarray, path: Path) -> np.ndarray:
 def write_video(path: PathLike, frames, fps: float, **kwargs) -> None:
     """Write frames (an ``(N, H, W, 3)`` uint8 array or any iterable of ``(H, W, 3)`` frames) as H.264 mp4.
 
-    Keyword arguments go to :class:`VideoWriter` (``crf``, ``preset``, ``odd_size``).
+    Keyword arguments go to :class:`VideoWriter` (``crf``, ``preset``, ``odd_size``, ``backend``).
     """
     with VideoWriter(path, fps, **kwargs) as writer:
         if isinstance(frames, np.ndarray):

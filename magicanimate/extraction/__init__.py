@@ -1,1 +1,29 @@
-"""extraction subpackage."""
+"""Motion extraction: a raw video of a person -> a DensePose control video for MagicAnimate.
+
+Offline and on CPU with mediapipe's BlazePose (landmarks + person mask -> 24-part map), or with
+detectron2's DensePose when installed. See :func:`extract_densepose` and ``scripts/extract_densepose.py``.
+"""
+
+from magicanimate.extraction.backends import BACKENDS, BackendUnavailable, mediapipe_available
+from magicanimate.extraction.extract import (
+    ExtractionResult,
+    MotionPlan,
+    extract_densepose,
+    extract_part_maps,
+    plan_motion,
+)
+from magicanimate.extraction.landmarks import PoseFrame
+from magicanimate.extraction.parts import parts_from_landmarks
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "ExtractionResult",
+    "MotionPlan",
+    "PoseFrame",
+    "extract_densepose",
+    "extract_part_maps",
+    "mediapipe_available",
+    "parts_from_landmarks",
+    "plan_motion",
+]

@@ -1,0 +1,433 @@
+"""Raw video -> DensePose control video in MagicAnimate's encoding (DESIGN.md §1).
+
+Two passes over the input: the first runs the pose backend on every frame and keeps landmarks and small
+person masks; then the whole track is smoothed, one crop is chosen for the whole video (and, optionally,
+the motion is aligned to a reference image); the second pass renders the part maps through the DensePose
+palette and streams them to an H.264 file (written atomically), with an optional side-by-side preview.
+
+Frames where the backend finds no person hold the nearest earlier detection (``missing="hold"``, the
+default; frames before the first detection take the first one) or are left empty (``"background"``); a
+warning names those frames. A video without a person anywhere is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from magicanimate.data.densepose import BACKGROUND_RGB, render_parts
+from magicanimate.errors import ConfigError, InputError
+from magicanimate.extraction import framing, parts as parts_mod, smoothing
+from magicanimate.extraction.backends import BACKENDS, create_backend
+from magicanimate.extraction.landmarks import PoseFrame, mask_probability
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+Estimator = Callable[[np.ndarray], PoseFrame]
+MISSING_MODES = ("hold", "background")
+
+
+def format_frame_list(indices: Sequence[int], limit: int = 12) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"`` (at most ``limit`` ranges, then "...")."""
+    ranges: List[Tuple[int, int]] = []
+    for i in sorted(indices):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        text.append("...")
+    return ", ".join(text)
+
+
+def detect_poses(frames: Iterable[np.ndarray], estimator: Estimator, *, total: Optional[int] = None,
+                 desc: str = "pose") -> List[PoseFrame]:
+    """Run ``estimator`` on every frame (first pass), with a progress bar."""
+    return [estimator(frame) for frame in tqdm(frames, total=total, desc=desc, unit="frame", leave=False)]
+
+
+@dataclass
+class MotionPlan:
+    """Everything needed to render each output frame; built by :func:`plan_motion`."""
+
+    poses: List[PoseFrame]
+    frame_hw: Tuple[int, int]
+    fps: float
+    placement: framing.Placement
+    found: np.ndarray  # (F,) bool: the backend saw a person in this frame
+    source_index: np.ndarray  # (F,) int: frame whose detection renders this frame (-1: render empty)
+    landmarks: Optional[np.ndarray]  # (F, 33, 4) smoothed, in source pixels (mediapipe), else None
+    facing: np.ndarray  # (F,) bool: facing the camera
+    mask_sigma: float  # temporal Gaussian sigma for masks, in frames (0: off)
+    missing: List[int] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.poses)
+
+    @property
+    def size(self) -> int:
+        return self.placement.size
+
+    def _mask_placement(self, stored_hw) -> framing.Placement:
+        return self.placement.rescaled_source(stored_hw[1] / self.frame_hw[1])
+
+    def part_map(self, index: int) -> np.ndarray:
+        """``(size, size)`` uint8 DensePose part map of output frame ``index``."""
+        j = int(self.source_index[index])
+        size = self.size
+        if j < 0:
+            return np.zeros((size, size), np.uint8)
+        masks = [p.mask for p in self.poses]
+        soft = (smoothing.smoothed_mask(masks, j, self.mask_sigma, valid=self.found) if self.mask_sigma > 0
+                else np.asarray(masks[j], np.float32))
+        if masks[j].dtype == np.uint8:  # backends store probability x 255
+            soft = soft / 255.0
+        place = self._mask_placement(soft.shape)
+        person = place.warp(soft) > 0.5
+        pose = self.poses[j]
+        if pose.parts is not None:
+            return _fill_parts(place.warp(pose.parts, interpolation=cv2.INTER_NEAREST), person)
+        lm = self.placement.apply(self.landmarks[j])
+        return parts_mod.parts_from_landmarks(lm, person, front=bool(self.facing[j]))
+
+
+def _fill_parts(labels: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Labels inside ``person`` only; person pixels the labels miss take the nearest label (smoothed masks)."""
+    out = np.where(person, labels, 0).astype(np.uint8)
+    holes = person & (out == 0)
+    if holes.any() and (labels > 0).any():
+        # distanceTransformWithLabels: for every pixel, the label of its nearest zero pixel.
+        src = np.where(labels > 0, 0, 255).astype(np.uint8)
+        _, nearest = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        ys, xs = np.nonzero(labels > 0)
+        lookup = np.zeros(nearest.max() + 1, np.uint8)
+        lookup[nearest[ys, xs]] = labels[ys, xs]
+        out[holes] = lookup[nearest[holes]]
+    return out
+
+
+def _hold_indices(found: np.ndarray) -> np.ndarray:
+    """For each frame, the nearest earlier frame with a person (leading frames: the first one)."""
+    idx = np.where(found, np.arange(len(found)), -1)
+    idx = np.maximum.accumulate(idx)
+    first = int(np.argmax(found))
+    idx[idx < 0] = first
+    return idx
+
+
+def _facing_track(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
+    facing = np.ones(len(landmarks), bool)
+    previous = None
+    for i, lm in enumerate(landmarks):
+        if found[i]:
+            previous = parts_mod.facing_front(lm, previous)
+        facing[i] = True if previous is None else previous
+    return facing
+
+
+def _landmark_box(lm: np.ndarray, min_visibility: float = 0.5):
+    seen = lm[lm[:, 3] >= min_visibility, :2]
+    if len(seen) == 0:
+        return None
+    return (float(seen[:, 0].min()), float(seen[:, 1].min()), float(seen[:, 0].max()), float(seen[:, 1].max()))
+
+
+def check_options(*, size: int, fit: str, margin: float, smooth: float, missing: str,
+                  fps: Optional[float] = None) -> None:
+    """ConfigError for option values extraction cannot use (checked before any work starts)."""
+    if fit not in framing.FITS:
+        raise ConfigError(f"fit must be one of {', '.join(framing.FITS)}, got {fit!r}")
+    if missing not in MISSING_MODES:
+        raise ConfigError(f"missing must be one of {', '.join(MISSING_MODES)}, got {missing!r}")
+    if int(size) != size or size < 16 or size % 2:
+        # H.264 in yuv420p needs even sides
+        raise ConfigError(f"size must be an even number of pixels >= 16, got {size}")
+    if not (margin >= 0 and np.isfinite(margin)):
+        raise ConfigError(f"margin must be >= 0, got {margin}")
+    if not (smooth >= 0 and np.isfinite(smooth)):
+        raise ConfigError(f"smooth must be >= 0 (0 turns smoothing off), got {smooth}")
+    if fps is not None and not (fps > 0 and np.isfinite(fps)):
+        raise ConfigError(f"fps must be a positive number, got {fps}")
+
+
+def plan_motion(
+    poses: List[PoseFrame],
+    frame_hw: Tuple[int, int],
+    fps: float,
+    *,
+    size: int = 512,
+    fit: str = "crop",
+    margin: float = framing.DEFAULT_MARGIN,
+    smooth: float = 1.0,
+    missing: str = "hold",
+    reference: Optional[Tuple[np.ndarray, Tuple[int, int]]] = None,
+    source: str = "input",
+) -> MotionPlan:
+    """Smooth the detections, choose the crop (and alignment) once for the whole video.
+
+    Args:
+        reference: ``(landmarks, (H, W))`` of the reference image to align the motion to (``--align-to``).
+        source: the input's name, for messages.
+    """
+    check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing)
+    n = len(poses)
+    if n == 0:
+        raise InputError(f"{source}: the video has zero frames")
+    found = np.array([p.found for p in poses])
+    if not found.any():
+        raise InputError(f"{source}: no person found in any of its {n} frames; motion extraction needs a "
+                         f"video of one person (whole body or upper body) clearly visible")
+    missing_frames = [int(i) for i in np.nonzero(~found)[0]]
+    hold = _hold_indices(found)
+    if missing_frames:
+        what = ("they hold the nearest earlier detection" if missing == "hold"
+                else "they are rendered as background")
+        logger.warning("%s: no person found in %d of %d frames (%s); %s", source, len(missing_frames), n,
+                       format_frame_list(missing_frames), what)
+    source_index = hold.copy() if missing == "hold" else np.where(found, np.arange(n), -1)
+
+    params = smoothing.smoothing_parameters(smooth, fps)
+    landmarks = None
+    facing = np.ones(n, bool)
+    uses_landmarks = poses[int(np.argmax(found))].landmarks is not None
+    if uses_landmarks:
+        track = np.stack([poses[j].landmarks for j in hold])  # gaps hold the last detection
+        unit = float(np.median([parts_mod.torso_length(poses[i].landmarks) for i in np.nonzero(found)[0]]))
+        if params is not None:
+            track = smoothing.smooth_landmark_track(track, fps, unit, min_cutoff=params["min_cutoff"],
+                                                    beta=params["beta"], d_cutoff=params["d_cutoff"])
+        landmarks = track
+        facing = _facing_track(track, found)
+
+    if fit == "pad":
+        placement = framing.pad_placement(frame_hw, size)
+    else:
+        boxes = []
+        for i in np.nonzero(found)[0]:
+            pose = poses[i]
+            box = framing.mask_box(mask_probability(pose.mask)) if pose.mask is not None else None
+            if box is not None:
+                f = pose.mask.shape[1] / frame_hw[1]
+                box = tuple(v / f for v in box)
+            elif pose.landmarks is not None:
+                box = _landmark_box(landmarks[i])
+            boxes.append(box)
+        box = framing.union_box(boxes)
+        placement = (framing.pad_placement(frame_hw, size) if box is None
+                     else framing.crop_placement(box, frame_hw, size, margin))
+
+    if reference is not None:
+        if landmarks is None:
+            raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
+        ref_lm, ref_hw = reference
+        ref_out = framing.pad_placement(ref_hw, size).apply(ref_lm)
+        first = int(np.argmax(found))
+        motion_out = placement.apply(landmarks[first])
+        scale, shift = framing.alignment(motion_out, ref_out, source=source)
+        placement = placement.then(scale, tuple(shift))
+        logger.info("%s: aligned to the reference: scale %.3f, shift (%.1f, %.1f) px", source, scale, *shift)
+
+    return MotionPlan(poses=poses, frame_hw=tuple(frame_hw), fps=float(fps), placement=placement, found=found,
+                      source_index=source_index, landmarks=landmarks, facing=facing,
+                      mask_sigma=0.0 if params is None else params["mask_sigma"], missing=missing_frames)
+
+
+def reference_landmarks(image: np.ndarray, *, source: str, estimator: Optional[Estimator] = None):
+    """``(landmarks, (H, W))`` of the person in a reference image (mediapipe, single-image mode)."""
+    own = estimator is None
+    if own:
+        estimator = create_backend("mediapipe", video=False)
+    try:
+        pose = estimator(image)
+    finally:
+        if own:
+            estimator.close()
+    if pose.landmarks is None:
+        raise InputError(f"{source}: no person found in the reference image; --align-to needs an image "
+                         f"of the person to animate")
+    return pose.landmarks, image.shape[:2]
+
+
+def resample_indices(num_frames: int, fps_in: float, fps_out: Optional[float]) -> np.ndarray:
+    """Source frame of each output frame when changing the frame rate (nearest earlier frame in time)."""
+    if fps_out is None or abs(fps_out - fps_in) < 1e-6:
+        return np.arange(num_frames)
+    if fps_out <= 0:
+        raise ConfigError(f"fps must be positive, got {fps_out}")
+    n_out = max(1, int(round(num_frames * fps_out / fps_in)))
+    idx = np.floor(np.arange(n_out) * fps_in / fps_out + 1e-6).astype(int)
+    return np.minimum(idx, num_frames - 1)
+
+
+def extract_part_maps(
+    frames: np.ndarray,
+    fps: float,
+    *,
+    backend: str = "mediapipe",
+    estimator: Optional[Estimator] = None,
+    reference_image: Optional[np.ndarray] = None,
+    size: int = 512,
+    fit: str = "crop",
+    margin: float = framing.DEFAULT_MARGIN,
+    smooth: float = 1.0,
+    missing: str = "hold",
+    source: str = "frames",
+    **backend_kwargs,
+) -> Tuple[np.ndarray, MotionPlan]:
+    """In-memory extraction: ``(F, H, W, 3)`` uint8 RGB frames -> ``(F, size, size)`` uint8 part maps."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise InputError(f"{source}: frames must be (F, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+    own = estimator is None
+    if own:
+        estimator = create_backend(backend, smooth=smooth > 0, **backend_kwargs)
+    try:
+        poses = detect_poses(frames, estimator, total=len(frames))
+    finally:
+        if own:
+            estimator.close()
+    reference = None
+    if reference_image is not None:
+        reference = reference_landmarks(reference_image, source=f"{source} (reference)")
+    plan = plan_motion(poses, frames.shape[1:3], fps, size=size, fit=fit, margin=margin, smooth=smooth,
+                       missing=missing, reference=reference, source=source)
+    maps = np.stack([plan.part_map(i) for i in range(plan.num_frames)])
+    return maps, plan
+
+
+@dataclass
+class ExtractionResult:
+    output: Path
+    num_frames: int
+    fps: float
+    size: int
+    missing_frames: List[int]
+    placement: framing.Placement
+    seconds: float
+    preview: Optional[Path] = None
+
+    @property
+    def frames_per_second(self) -> float:
+        """Processing speed (frames per wall-clock second)."""
+        return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def default_preview_path(output: PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(f"{output.stem}_preview{output.suffix or '.mp4'}")
+
+
+def extract_densepose(
+    input: PathLike,
+    output: PathLike,
+    *,
+    backend: str = "mediapipe",
+    size: int = 512,
+    fit: str = "crop",
+    margin: float = framing.DEFAULT_MARGIN,
+    fps: Optional[float] = None,
+    input_fps: Optional[float] = None,
+    smooth: float = 1.0,
+    missing: str = "hold",
+    align_to: Optional[PathLike] = None,
+    preview: Optional[PathLike] = None,
+    weights: Optional[str] = None,
+    config: Optional[str] = None,
+    device: str = "cpu",
+    estimator: Optional[Estimator] = None,
+) -> ExtractionResult:
+    """Turn a video of a person into a DensePose control video for MagicAnimate.
+
+    Args:
+        input: video file or folder of frames.
+        output: the control video (.mp4), ``size`` x ``size``, written atomically.
+        backend: ``"mediapipe"`` (default) or ``"detectron2"`` (needs ``weights`` and ``config``).
+        fit: ``"crop"`` (one square window around the person for the whole video) or ``"pad"`` (the whole
+            frame, padded to a square with the DensePose background).
+        margin: for ``fit="crop"``, space around the person, as a fraction of their extent.
+        fps: output frame rate (frames are dropped/repeated); default: the input's.
+        input_fps: frame rate of a frame folder (default 25).
+        smooth: temporal smoothing strength (0 = off; also turns off mediapipe's own smoothing).
+        missing: frames without a person: ``"hold"`` the nearest earlier detection, or ``"background"``.
+        align_to: reference image: scale and shift the motion so the body matches the person in it.
+        preview: also write a side-by-side video (input placed like the control | control) here.
+        estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
+    """
+    start = time.perf_counter()
+    from magicanimate.data.video import VideoReader, VideoWriter, read_image
+
+    input, output = Path(input), Path(output)
+    check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing, fps=fps)
+    if input_fps is not None and not (input_fps > 0 and np.isfinite(input_fps)):
+        raise ConfigError(f"input fps must be a positive number, got {input_fps}")
+    if backend not in BACKENDS and estimator is None:
+        raise ConfigError(f"unknown extraction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if output.suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
+        raise ConfigError(f"{output}: the output must be a video file (.mp4)")
+    if output.resolve() == input.resolve():
+        raise ConfigError(f"{output}: the output would overwrite the input")
+    reference_image = read_image(align_to) if align_to is not None else None
+    if align_to is not None and backend != "mediapipe" and estimator is None:
+        raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
+
+    with VideoReader(input, fps=input_fps) as reader:
+        in_fps = float(reader.fps)
+        out_fps = float(fps) if fps else in_fps
+        indices = resample_indices(len(reader), in_fps, fps)
+        own = estimator is None
+        if own:
+            estimator = create_backend(backend, smooth=smooth > 0, weights=weights, config=config,
+                                       device=device)
+        try:
+            poses = detect_poses(_selected(reader, indices), estimator, total=len(indices), desc="pose")
+            reference = None
+            if reference_image is not None:
+                reference = reference_landmarks(reference_image, source=str(align_to))
+        finally:
+            if own:
+                estimator.close()
+        plan = plan_motion(poses, reader.size, out_fps, size=size, fit=fit, margin=margin, smooth=smooth,
+                           missing=missing, reference=reference, source=str(input))
+
+        preview_path = Path(preview) if preview is not None else None
+        with ExitStack() as stack:
+            writer = stack.enter_context(VideoWriter(output, out_fps))
+            # the preview is for eyes only: a fast x264 preset keeps it from doubling the run time
+            pwriter = (stack.enter_context(VideoWriter(preview_path, out_fps, preset="veryfast"))
+                       if preview_path else None)
+            source_frames = _selected(reader, indices) if pwriter else None
+            for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
+                control = render_parts(plan.part_map(i))
+                writer.write(control)
+                if pwriter is not None:
+                    placed = plan.placement.warp(next(source_frames), border_value=BACKGROUND_RGB)
+                    pwriter.write(np.concatenate([placed, control], axis=1))
+    seconds = time.perf_counter() - start
+    logger.info("%s -> %s: %d frames in %.1f s (%.1f frames/s)", input, output, plan.num_frames, seconds,
+                plan.num_frames / max(seconds, 1e-9))
+    return ExtractionResult(output=output, num_frames=plan.num_frames, fps=out_fps, size=size,
+                            missing_frames=plan.missing, placement=plan.placement, seconds=seconds,
+                            preview=preview_path)
+
+
+def _selected(reader, indices: np.ndarray):
+    """Frames ``reader[indices]`` in order, decoding each source frame once (indices are non-decreasing)."""
+    wanted = iter(indices.tolist())
+    target = next(wanted, None)
+    for i, frame in enumerate(reader):
+        while target is not None and target == i:
+            yield frame
+            target = next(wanted, None)
+        if target is None:
+            return
