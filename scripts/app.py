@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
 from magicanimate.errors import MagicAnimateError  # noqa: E402
+
+# a local demo reports nothing to Gradio's servers (set before Gradio is imported)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 GRADIO_MISSING = ("error: the web demo needs Gradio, which is not installed in this environment. Install the "
                   "demo extra (preferably in its own environment, since Gradio pins pillow<13): "

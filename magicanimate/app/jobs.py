@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+CANCELLING = "cancelling: stopping after the current window"
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,8 @@ class JobQueue:
                 waiting.remove(job)
                 self._finish(job, CANCELLED)
                 self._update_positions(job.model)
+            elif not job.finished:
+                job.progress = Progress(stage=CANCELLING)
 
     def jobs(self, owner: Optional[str] = None) -> list:
         with self._lock:
@@ -265,7 +268,8 @@ class JobQueue:
                 self._update_positions(model)
             try:
                 def report(progress: Progress, job=job) -> None:
-                    job.progress = progress
+                    if not job.cancel_event.is_set():  # keep showing "cancelling" until it stops
+                        job.progress = progress
 
                 output = self._execute(job, report)
                 job.output = output

@@ -15,6 +15,7 @@ import gradio as gr
 
 from magicanimate.app.jobs import CANCELLED, DONE, QUEUED
 from magicanimate.app.service import DemoService, JobSettings
+from magicanimate.app.uploads import check_reference, visitor_message
 from magicanimate.errors import MagicAnimateError
 from magicanimate.pipelines.config import FITS
 
@@ -43,8 +44,13 @@ def build_ui(service: DemoService, *, examples: Sequence[Sequence[str]] = (), de
     with gr.Blocks(title=title) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
-            reference = gr.Image(label="Reference image", type="filepath", sources=["upload"],
-                                 elem_id="reference", height=320)
+            with gr.Column():
+                # a plain file upload: Gradio's image component would open the file itself and put its own
+                # exception text on the page for a broken image; our reader gives the readable message
+                reference = gr.File(label="Reference image", file_types=["image"], type="filepath",
+                                    elem_id="reference", height=90)
+                reference_preview = gr.Image(label="Reference", interactive=False, elem_id="reference-preview",
+                                             height=230, buttons=[])
             motion = gr.Video(label="Motion video (DensePose, or a video of a person)", sources=["upload"],
                               elem_id="motion", height=320)
             used_motion = gr.Video(label="DensePose motion used", interactive=False, elem_id="used-motion",
@@ -71,9 +77,9 @@ def build_ui(service: DemoService, *, examples: Sequence[Sequence[str]] = (), de
                          elem_id="status")
         with gr.Row():
             result = gr.Video(label="Result", interactive=False, elem_id="result", buttons=["download"],
-                              loop=True)
+                              loop=True, height=360)
             grid = gr.Video(label="Reference | DensePose | result", interactive=False, elem_id="grid",
-                            buttons=["download"], loop=True)
+                            buttons=["download"], loop=True, height=360)
         resolved = gr.Code(label="Resolved settings (as saved next to the result)", language="yaml",
                            interactive=False, elem_id="resolved")
         if examples:
@@ -89,7 +95,7 @@ def build_ui(service: DemoService, *, examples: Sequence[Sequence[str]] = (), de
                                        size=int(out_size), fit=fit_mode, align_motion=bool(align_motion))
                 job = service.submit(ref, mot, settings, owner=owner)
             except MagicAnimateError as exc:
-                yield status_html(str(exc), "error"), None, None, None, ""
+                yield status_html(visitor_message(str(exc), ref, mot), "error"), None, None, None, ""
                 return
             except Exception as exc:  # a bug: keep the traceback in the server log, not on the page
                 logger.exception("submitting a job failed")
@@ -116,15 +122,27 @@ def build_ui(service: DemoService, *, examples: Sequence[Sequence[str]] = (), de
             elif job.state == CANCELLED:
                 yield status_html("Cancelled."), None, None, None, ""
             else:
-                yield status_html(job.error or "the job failed", "error"), None, None, None, ""
+                yield status_html(visitor_message(job.error or "the job failed", ref, mot), "error"), None, None, \
+                    None, ""
+
+        def show_reference(path):
+            if not path:
+                return None, gr.skip()
+            try:
+                check_reference(path)
+            except MagicAnimateError as exc:
+                return None, status_html(visitor_message(str(exc), path), "error")
+            return path, status_html("Reference image loaded.")
 
         def stop(request: gr.Request):
             owner = getattr(request, "session_hash", None)
             n = service.cancel_owner(owner) if owner else 0
-            return status_html("Cancelling..." if n else "Nothing to cancel.")
+            # the job's own event shows "Cancelled." (or "cancelling") as soon as it applies
+            return gr.skip() if n else status_html("Nothing to cancel.")
 
         generate.click(run, inputs=[reference, motion, model, steps, guidance, seed, fusion, size, fit, align],
                        outputs=[status, used_motion, result, grid, resolved], concurrency_limit=None,
                        show_progress="minimal")
+        reference.change(show_reference, inputs=[reference], outputs=[reference_preview, status], queue=False)
         cancel.click(stop, inputs=None, outputs=[status], concurrency_limit=None, queue=False)
     return demo

@@ -42,6 +42,14 @@ def display_name(path) -> str:
     return Path(path).name
 
 
+def visitor_message(message: str, *uploads) -> str:
+    """``message`` with each upload's server-side path replaced by the file's own name."""
+    for path in uploads:
+        if path:
+            message = message.replace(str(path), display_name(path))
+    return message
+
+
 @dataclass
 class MotionInfo:
     path: Path
