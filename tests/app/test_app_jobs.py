@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -299,3 +300,31 @@ def test_progress_text_and_fraction():
     assert p.text() == "Denoising: step 2/4, 1/2 windows done"
     assert p.fraction() == pytest.approx(1 / 4 + 0.5 / 4)
     assert Progress(stage="loading model").text() == "Loading model"
+
+
+POSE_PYTHON = os.environ.get("MAGICANIMATE_POSE_PYTHON")
+
+
+@pytest.mark.skipif(not POSE_PYTHON, reason="MAGICANIMATE_POSE_PYTHON not set (the pose environment's python, "
+                                            "see README 'Motion extraction')")
+def test_real_pose_environment_converts_a_video(tmp_path, inputs):
+    """Through the pose environment's python: a moving photo of a person becomes a DensePose video; a video
+    without a person is a readable error."""
+    import cv2
+    from skimage import data
+
+    from magicanimate.data.densepose import validate_densepose_video
+    from magicanimate.data.video import write_image, write_video
+
+    photo = cv2.resize(data.astronaut(), (192, 192), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(photo, 3 * i, axis=1) for i in range(6)])
+    write_video(tmp_path / "dance.mp4", frames, 8.0)
+    write_image(tmp_path / "me.png", photo)
+    converter = MotionConverter(POSE_PYTHON)
+    out = converter.convert(tmp_path / "dance.mp4", tmp_path / "dp.mp4", size=64, align_to=tmp_path / "me.png")
+    video = read_video(out)
+    assert video.frames.shape == (6, 64, 64, 3) and video.fps == pytest.approx(8.0)
+    validate_densepose_video(video.frames, source=str(out))
+    with pytest.raises(InputError, match="raw.mp4"):
+        converter.convert(inputs["raw"], tmp_path / "none.mp4", size=64)
+    assert not (tmp_path / "none.mp4").exists()
