@@ -145,9 +145,10 @@ class MotionConverter:
         _, err = proc.communicate()
         if proc.returncode == 2:  # the script's user-error exit: its one `error: ...` line is the message
             lines = [ln[len("error: "):] for ln in err.splitlines() if ln.startswith("error: ")]
-            message = lines[-1] if lines else err.strip().splitlines()[-1]
-            raise InputError(f"motion extraction failed for {display_name(source)}: "
-                             + message.replace(str(source), display_name(source)))
+            message = visitor_message(lines[-1] if lines else err.strip().splitlines()[-1], source)
+            if display_name(source) not in message:
+                message = f"{display_name(source)}: {message}"
+            raise InputError(f"motion extraction failed: {message}")
         if proc.returncode != 0:
             tail = "\n".join(err.strip().splitlines()[-5:])
             print(f"motion extraction crashed (exit {proc.returncode}):\n{err}", file=sys.stderr)
