@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def main(argv=None) -> int:
                 pipe = None
             result = animate(job, pipeline=pipe, prepared=inputs)
             pipe = result.pipeline
+            if int(os.environ.get("RANK", "0")) != 0:  # several processes: rank 0 wrote the files
+                continue
             print(f"wrote {result.video} ({result.num_frames} frames, {result.width}x{result.height}, "
                   f"{result.fps:g} fps, seed {result.seed}, {result.seconds:.1f} s)")
             if result.grid:

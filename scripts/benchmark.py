@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args._child:
+        args.frames = args.frames[0]
         run_one(args)
         return 0
     results = []

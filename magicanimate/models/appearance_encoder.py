@@ -66,17 +66,31 @@ class AppearanceEncoderModel(UNet2DConditionModel):
         from .convert import appearance_state_dict_from_unet2d
 
         model = cls.from_config({k: v for k, v in unet2d.config.items() if not k.startswith("_")})
-        model.to(dtype=unet2d.dtype)
+        if unet2d.dtype != model.dtype:
+            model.to(dtype=unet2d.dtype)
         model.load_state_dict(appearance_state_dict_from_unet2d(unet2d.state_dict(), model), strict=True)
         return model
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, torch_dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None, **_: object) -> "AppearanceEncoderModel":
-        """Load a folder (ours or the official ``appearance_encoder/``), strictly."""
+    def from_pretrained(cls, path: str | Path, *, subfolder: str | None = None,
+                        torch_dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> "AppearanceEncoderModel":
+        """Load a folder (ours or the official ``appearance_encoder/``), strictly.
+
+        Unlike diffusers' loader, every missing or unexpected tensor raises WeightsError naming it.
+        """
         from .convert import load_pretrained_folder
 
-        return load_pretrained_folder(cls, path, torch_dtype=torch_dtype, device=device)
+        folder = Path(path) / subfolder if subfolder else Path(path)
+        return load_pretrained_folder(cls, folder, torch_dtype=torch_dtype, device=device)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` (config.json + safetensors), written to a temporary folder that
+        replaces ``save_directory`` only once complete."""
+        from ..utils.files import atomic_path
+
+        with atomic_path(save_directory) as tmp:
+            super().save_pretrained(tmp, **kwargs)
 
     # processors: the writers stay wrapped around whatever processor is set
     def set_attn_processor(self, processor) -> None:

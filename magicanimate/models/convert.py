@@ -202,7 +202,7 @@ def unet3d_config_from_original(config: Mapping, unet_additional_kwargs: Mapping
             raise ConfigError("temporal_position_encoding=False is not supported")
         if kw.get("temporal_attention_dim_div", 1) != 1:
             raise ConfigError("temporal_attention_dim_div other than 1 is not supported")
-        if kw.get("cross_frame_attention_mode") or kw.get("zero_initialize", True) is False and False:
+        if kw.get("cross_frame_attention_mode"):
             raise ConfigError("cross_frame_attention_mode is not supported")
         out.update(motion_num_attention_heads=kw.get("num_attention_heads", 8),
                    motion_num_transformer_blocks=kw.get("num_transformer_block", 1),
@@ -270,15 +270,19 @@ def load_motion_modules(unet: UNet3DMotionModel, path: str | Path) -> MotionLoad
         raise WeightsError(f"{path}: expected motion modules (AnimateDiff mm_sd_v15 layout or MagicAnimate's "
                            f"temporal_attention.ckpt, keys containing '{MOTION_KEY}'), but this looks like "
                            f"{what_given} ({len(raw)} tensors, none of them motion-module weights)")
-    sd = unet3d_state_dict_from_original(raw, source=str(path))
-    expected = expected_shapes(unet)
+    # Check in the file's own (original) naming so errors name keys as they appear in the file.
+    expected_orig = {name: shape for key, shape in expected_shapes(unet).items()
+                     for name in motion_key_to_original(key)}
     if n_motion == len(raw):
-        motion_expected = {k: v for k, v in expected.items() if MOTION_KEY in k}
-        check_keys(motion_expected, sd, source=str(path), what="the motion modules of this 3D UNet")
+        expected_orig = {k: v for k, v in expected_orig.items() if MOTION_KEY in k}
+        check_keys(expected_orig, raw, source=str(path), what="the motion modules of this 3D UNet "
+                   "(AnimateDiff mm_sd_v15 layout)")
+        sd = unet3d_state_dict_from_original(raw, source=str(path))
         unet.load_state_dict(sd, strict=False)
         report = MotionLoadReport(str(path), "motion", len(raw))
     else:
-        check_keys(expected, sd, source=str(path), what="the 3D UNet (full temporal_attention.ckpt layout)")
+        check_keys(expected_orig, raw, source=str(path), what="the 3D UNet (full temporal_attention.ckpt layout)")
+        sd = unet3d_state_dict_from_original(raw, source=str(path))
         current = unet.state_dict()
         diff = 0.0
         with torch.no_grad():
@@ -336,6 +340,8 @@ def load_pretrained_folder(cls, path: str | Path, *, torch_dtype=None, device=No
     what = f"{cls.__name__} ({_describe(sd)} given)"
     if isinstance(model, AppearanceEncoderModel):
         sd = appearance_state_dict_from_unet2d(sd, model) if set(sd) - set(model.state_dict()) else sd
+    elif isinstance(model, UNet3DMotionModel):  # original (AnimateDiff) motion-module naming is accepted too
+        sd = unet3d_state_dict_from_original(strip_prefixes(sd), source=str(weights_file))
     load_into(model, sd, source=str(weights_file), what=what)
     return _to(model, torch_dtype, device)
 
@@ -388,3 +394,54 @@ def load_magicanimate(sd15_path: str | Path, magicanimate_path: str | Path, *,
     for m in (unet, encoder, controlnet):
         _to(m, torch_dtype, device)
     return MagicAnimateModels(unet, encoder, controlnet)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pickle -> safetensors (DESIGN §0.12)
+# ---------------------------------------------------------------------------------------------------------
+def convert_checkpoint_to_safetensors(src: str | Path, dst: str | Path) -> int:
+    """Rewrite a torch pickle (``.ckpt``/``.bin``/``.pth``) as safetensors, keys kept in their naming.
+
+    ``{"state_dict": ...}`` wrappers and ``module.``/``unet.`` prefixes are removed; the pickle is read with
+    ``weights_only=True``. The output is written atomically. Returns the number of tensors.
+    """
+    from safetensors.torch import save_file
+
+    from ..utils.files import atomic_path
+
+    sd = strip_prefixes(read_state_dict(src))
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for key, value in sd.items():
+        value = value.contiguous()
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
+        # safetensors refuses tensors sharing memory (e.g. tied position encodings): copy the repeats
+        out[key] = value.clone() if ident in seen else value
+        seen.add(ident)
+    with atomic_path(dst) as tmp:
+        save_file(out, str(tmp), metadata={"format": "pt", "converted_from": Path(src).name})
+    return len(out)
+
+
+def convert_magicanimate_folder(folder: str | Path) -> list[Path]:
+    """Convert every pickle of an official MagicAnimate folder to safetensors next to it.
+
+    ``temporal_attention/temporal_attention.ckpt`` -> ``temporal_attention.safetensors``;
+    ``{appearance_encoder,densepose_controlnet}/diffusion_pytorch_model.bin`` -> ``.safetensors``.
+    Returns the files written. Loaders prefer the safetensors files once they exist.
+    """
+    root = Path(folder)
+    jobs = [(root / "temporal_attention" / "temporal_attention.ckpt",
+             root / "temporal_attention" / "temporal_attention.safetensors")]
+    for sub in ("appearance_encoder", "densepose_controlnet"):
+        jobs.append((root / sub / "diffusion_pytorch_model.bin", root / sub / "diffusion_pytorch_model.safetensors"))
+    todo = [(s, d) for s, d in jobs if s.is_file()]
+    if not todo:
+        raise WeightsError(f"{root}: no official pickles found (expected temporal_attention/temporal_attention.ckpt "
+                           "or */diffusion_pytorch_model.bin)")
+    written = []
+    for src, dst in todo:
+        n = convert_checkpoint_to_safetensors(src, dst)
+        logger.info("%s -> %s (%d tensors)", src, dst, n)
+        written.append(dst)
+    return written

@@ -168,10 +168,10 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                          temporal_max_seq_length=motion_max_seq_length,
                          temporal_transformer_layers_per_block=motion_num_transformer_blocks) if motion else {}
 
-        def attn_kw(kind: str, i: int) -> dict:
+        def attn_kw(kind: str, num_heads: int) -> dict:
             if not kind.startswith("CrossAttn"):
                 return {}
-            return dict(num_attention_heads=heads[i], cross_attention_dim=cross_attention_dim,
+            return dict(num_attention_heads=num_heads, cross_attention_dim=cross_attention_dim,
                         use_linear_projection=use_linear_projection, only_cross_attention=only_cross_attention,
                         upcast_attention=upcast_attention, transformer_layers_per_block=transformer_layers_per_block)
 
@@ -184,7 +184,7 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
             cls = _DOWN[kind][1 if motion else 0]
             self.down_blocks.append(cls(num_layers=layers_per_block, in_channels=in_ch, out_channels=out_ch,
                                         add_downsample=i < n - 1, downsample_padding=downsample_padding,
-                                        **common, **attn_kw(kind, i), **motion_kw))
+                                        **common, **attn_kw(kind, heads[i]), **motion_kw))
 
         self.mid_block = UNetMidBlock2DCrossAttn(
             in_channels=block_out_channels[-1], output_scale_factor=mid_block_scale_factor,
@@ -201,12 +201,9 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                 raise ConfigError(f"{kind!r} is not an up block type")
             prev, out_ch, in_ch = out_ch, rev_ch[i], rev_ch[min(i + 1, n - 1)]
             cls = _UP[kind][1 if motion else 0]
-            kw = attn_kw(kind, 0)
-            if kw:
-                kw["num_attention_heads"] = rev_heads[i]
             self.up_blocks.append(cls(num_layers=layers_per_block + 1, in_channels=in_ch, out_channels=out_ch,
                                       prev_output_channel=prev, add_upsample=i < n - 1, resolution_idx=i,
-                                      **common, **kw, **motion_kw))
+                                      **common, **attn_kw(kind, rev_heads[i]), **motion_kw))
 
         self.conv_norm_out = WindowGroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps,
                                              per_frame=resnet_norm == "frame")
@@ -237,7 +234,8 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
                       motion_max_seq_length=motion_max_seq_length, motion_norm_num_groups=motion_norm_num_groups,
                       resnet_norm=resnet_norm)
         model = cls.from_config(config)
-        model.to(dtype=unet2d.dtype)
+        if unet2d.dtype != model.dtype:
+            model.to(dtype=unet2d.dtype)
         if load_weights:
             model.load_spatial_state_dict(unet2d.state_dict(), source="UNet2DConditionModel")
         return model
@@ -252,12 +250,35 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
         assert not result.unexpected_keys
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, torch_dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None, **_: object) -> "UNet3DMotionModel":
-        """Load a folder written by :meth:`save_pretrained` (config.json + safetensors), strictly."""
+    def from_config(cls, config=None, **kwargs):
+        """diffusers' ``from_config``; also accepts the original MagicAnimate/AnimateDiff 3D UNet config
+        (``*3D`` block types, ``motion_module_kwargs``), converted by ``unet3d_config_from_original``."""
+        if isinstance(config, dict) and is_original_unet3d_config(config):
+            from .convert import unet3d_config_from_original
+
+            config = unet3d_config_from_original(config)
+        return super().from_config(config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, subfolder: str | None = None,
+                        torch_dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> "UNet3DMotionModel":
+        """Load a folder written by :meth:`save_pretrained` (or the original format), strictly.
+
+        Unlike diffusers' loader, every missing or unexpected tensor raises WeightsError naming it.
+        """
         from .convert import load_pretrained_folder
 
-        return load_pretrained_folder(cls, path, torch_dtype=torch_dtype, device=device)
+        folder = Path(path) / subfolder if subfolder else Path(path)
+        return load_pretrained_folder(cls, folder, torch_dtype=torch_dtype, device=device)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` (config.json + safetensors), written to a temporary folder that
+        replaces ``save_directory`` only once complete."""
+        from ..utils.files import atomic_path
+
+        with atomic_path(save_directory) as tmp:
+            super().save_pretrained(tmp, **kwargs)
 
     # ---- parameter groups ---------------------------------------------------------------------------
     def motion_module_parameters(self) -> Iterator[nn.Parameter]:
@@ -365,6 +386,12 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
         if not return_dict:
             return (out,)
         return UNet3DOutput(sample=out)
+
+
+def is_original_unet3d_config(config: dict) -> bool:
+    """Whether a config dict is in the original (AnimateDiff/MagicAnimate UNet3DConditionModel) format."""
+    return "motion_module_kwargs" in config or any(
+        str(t).endswith("3D") for t in (*config.get("down_block_types", ()), *config.get("up_block_types", ())))
 
 
 _UNET2D_UNSUPPORTED = {

@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from magicanimate.data.densepose import validate_densepose_video
-from magicanimate.data.video import VideoReader, VideoWriter, read_image
+from magicanimate.data.video import VideoReader, VideoWriter, read_image, write_image, write_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.config import InferenceConfig, new_inference_config, validate_inference_config
 from magicanimate.pipelines.inputs import Box, fit_frames, fit_frame, output_size, pad_into, pad_to_multiple
@@ -32,6 +32,9 @@ from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
 logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+# motion videos up to this size (after fitting) are decoded once and kept in memory; longer ones are read
+# window by window
+IN_MEMORY_BYTES = 1 << 30
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -55,7 +58,7 @@ class PreparedInputs:
     """Inputs fitted to the processing size (a multiple of the model's stride), ready for the pipeline."""
 
     reference: np.ndarray  # (PH, PW, 3) uint8
-    control: np.ndarray  # (N, PH, PW, 3) uint8
+    control: "np.ndarray | FittedMotion"  # (N, PH, PW, 3) uint8
     box: Box  # the output-size region inside the processing size
     fps: float
     weights: WeightsSpec
@@ -109,21 +112,48 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
     if cfg.offset >= total:
         raise InputError(f"{cfg.motion}: offset {cfg.offset} is past the end of the video ({total} frames)")
     stop = total if cfg.max_frames is None else min(total, cfg.offset + cfg.max_frames)
-    motion = reader[cfg.offset:stop]
     fps = float(cfg.fps or reader.fps or 25.0)
-    reader.close()
-    if min(motion.shape[1:3]) < 8:
-        raise InputError(f"{cfg.motion}: frames are {motion.shape[2]}x{motion.shape[1]} pixels; at least 8x8 is "
+    sample = reader[sorted({int(i) for i in np.linspace(cfg.offset, stop - 1, min(16, stop - cfg.offset))})]
+    if min(sample.shape[1:3]) < 8:
+        raise InputError(f"{cfg.motion}: frames are {sample.shape[2]}x{sample.shape[1]} pixels; at least 8x8 is "
                          "needed")
-    validate_densepose_video(motion, source=str(cfg.motion))
+    validate_densepose_video(sample, source=str(cfg.motion))
     weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy loads
+    if weights.max_context_frames is not None and cfg.context_frames > weights.max_context_frames:
+        raise ConfigError(f"context_frames={cfg.context_frames} exceeds the motion modules' position-encoding "
+                          f"length ({weights.max_context_frames}); use at most {weights.max_context_frames}")
 
-    out_hw = output_size(motion.shape[1:3], cfg.size, cfg.width, cfg.height)
+    out_hw = output_size(sample.shape[1:3], cfg.size, cfg.width, cfg.height)
     padded_hw, box = pad_to_multiple(out_hw, weights.size_multiple)
     reference = pad_into(fit_frame(reference, out_hw, cfg.fit, densepose=False), box, padded_hw, densepose=False)
-    control = pad_into(fit_frames(motion, out_hw, cfg.fit, densepose=True), box, padded_hw, densepose=True)
-    return PreparedInputs(reference=reference, control=np.ascontiguousarray(control), box=box, fps=fps,
-                          weights=weights)
+    control = FittedMotion(reader, cfg.offset, stop, out_hw, cfg.fit, box, padded_hw)
+    if len(control) * padded_hw[0] * padded_hw[1] * 3 <= IN_MEMORY_BYTES:
+        control = control[0:len(control)]  # small enough: decode once instead of once per step
+        reader.close()
+    return PreparedInputs(reference=reference, control=control, box=box, fps=fps, weights=weights)
+
+
+class FittedMotion:
+    """Motion frames decoded on demand and fitted/padded to the processing size (long videos stay on disk).
+
+    Supports ``len()`` and indexing by int, slice or list of ints, as the pipeline expects.
+    """
+
+    def __init__(self, reader: VideoReader, start: int, stop: int, out_hw, fit: str, box: Box, padded_hw):
+        self.reader, self.start, self.stop = reader, start, stop
+        self.out_hw, self.fit, self.box, self.padded_hw = out_hw, fit, box, padded_hw
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self[[int(index)]][0]
+        if isinstance(index, slice):
+            index = range(*index.indices(len(self)))
+        frames = self.reader[[self.start + int(i) for i in index]]
+        fitted = fit_frames(frames, self.out_hw, self.fit, densepose=True)
+        return np.ascontiguousarray(pad_into(fitted, self.box, self.padded_hw, densepose=True))
 
 
 def load_pipeline(weights: WeightsSpec, device: torch.device, dtype: torch.dtype):
@@ -200,7 +230,6 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
             logger.warning("cpu_offload ignored: the pipeline already runs on the CPU")
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not cfg.progress or rank != 0)
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401  (scheduler swap below)
     if cfg.scheduler != type(pipe.scheduler).__name__:
         from magicanimate.pipelines.scheduling import make_scheduler
 
@@ -213,12 +242,13 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["seed"] = seed
 
-    generator = torch.Generator("cpu").manual_seed(seed)
-    if rank != 0:
-        pipe(inputs.reference, inputs.control, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-             generator=generator, fusion=cfg.fusion, context_frames=cfg.context_frames,
-             context_overlap=cfg.context_overlap, controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
-             output_type="latent", sequential_guidance=cfg.sequential_guidance)
+    call = dict(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed), fusion=cfg.fusion,
+                context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
+                controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
+                sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk)
+    if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
+        pipe(inputs.reference, inputs.control, output_type="latent", **call)
         return AnimationResult(output, grid_path(output) if cfg.grid else None,
                                config_path(output) if cfg.save_config else None, seed, num_frames, inputs.fps,
                                box.height, box.width, time.time() - start, pipe)
@@ -227,6 +257,7 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
     with VideoWriter(output, inputs.fps) as video_writer:
         grid_writer = VideoWriter(grid_path(output), inputs.fps).open() if cfg.grid else None
         try:
+
             def on_frames(frames: np.ndarray) -> None:
                 frames = box.crop(frames)
                 video_writer.write(frames)
@@ -237,11 +268,7 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
                     grid_writer.write(np.concatenate([refs, control, frames], axis=2))
                 written[0] += len(frames)
 
-            pipe(inputs.reference, inputs.control, num_inference_steps=cfg.steps,
-                 guidance_scale=cfg.guidance_scale, generator=generator, fusion=cfg.fusion,
-                 context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
-                 controlnet_conditioning_scale=cfg.controlnet_conditioning_scale, frame_callback=on_frames,
-                 decode_chunk=cfg.decode_chunk, sequential_guidance=cfg.sequential_guidance)
+            pipe(inputs.reference, inputs.control, frame_callback=on_frames, **call)
             if written[0] != num_frames:
                 raise RuntimeError(f"decoded {written[0]} frames, expected {num_frames}")
         except BaseException as exc:
@@ -250,6 +277,10 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
             raise
         if grid_writer is not None:
             grid_writer.close()
+    if cfg.save_inputs:  # only after the result exists: a failed run leaves nothing
+        write_image(output.with_name(f"{output.stem}_reference.png"), ref_out)
+        write_video(output.with_name(f"{output.stem}_densepose{output.suffix}"),
+                    (box.crop(inputs.control[i]) for i in range(num_frames)), inputs.fps)
     saved = None
     if cfg.save_config:
         from magicanimate.config import save_config

@@ -85,6 +85,8 @@ class InferenceConfig:
     decode_chunk: int = 8
 
     grid: bool = True
+    # also write the fitted inputs: <output>_reference.png and <output>_densepose.mp4
+    save_inputs: bool = False
     save_config: bool = True
     progress: bool = True
 
@@ -265,7 +267,7 @@ def jobs_from_original(cfg: OriginalPromptConfig, *, base_dir: os.PathLike = "."
                       output=str(base_dir / "samples" / savename / "videos" / name),
                       weights=weights, steps=cfg.steps, guidance_scale=cfg.guidance_scale, seed=seed,
                       width=cfg.size, height=cfg.size, fit="resize", offset=cfg.offset,
-                      max_frames=cfg.max_length, fusion="parity")
+                      max_frames=cfg.max_length, fusion="parity", save_inputs=cfg.save_individual_videos)
         values.update(overrides)
         jobs.append(new_inference_config(**values))
     return jobs

@@ -189,7 +189,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         pipe = cls(**parts, prompt_embeds=embeds)
         for model in (unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
             model.eval()
-        if torch_dtype is not None:
+        if torch_dtype is not None and torch_dtype != unet.dtype:
             pipe.to(dtype=torch_dtype)
         return pipe
 
@@ -311,11 +311,17 @@ class MagicAnimatePipeline(DiffusionPipeline):
         device = self._device()
         dtype = self.unet.dtype
         rank, world = _dist_info()
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)  # SD's VAE overflows in fp16 (its config asks for fp32)
 
         # Parity: edge-pad the control video to a multiple of the window (done lazily by index clamping).
         total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames
         frames_src = PaddedFrames(control, total) if total != num_frames else control
         schedule: WindowSchedule = make_schedule(total, fusion, context_frames, context_overlap)
+        max_len = self.unet.config.get("motion_max_seq_length") if self.unet.config.get("use_motion_module") else None
+        if max_len is not None and len(schedule.windows[0]) > max_len:
+            raise ConfigError(f"context_frames={context_frames} exceeds the motion modules' position-encoding "
+                              f"length ({max_len}); use at most {max_len}")
 
         text_c = (self.empty_prompt_embeds() if prompt_embeds is None else prompt_embeds).to(device, dtype)
         text_u = text_c if negative_prompt_embeds is None else negative_prompt_embeds.to(device, dtype)
@@ -384,8 +390,10 @@ class MagicAnimatePipeline(DiffusionPipeline):
                 for k in range(len(schedule)):
                     accumulate(k, preds[k])
                 del preds
-            eps_u, eps_c = (fused / weight_sum).chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
+            # eps = u + g * (c - u), computed in place (same operations, no extra per-frame copies)
+            eps_u, eps_c = fused.div_(weight_sum).chunk(2)
+            eps = eps_u.add_(eps_c.sub_(eps_u).mul_(guidance_scale))
+            del fused, eps_c
             if step_callback is not None:
                 step_callback(i, t, latents, eps)
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample

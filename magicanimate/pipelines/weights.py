@@ -46,6 +46,8 @@ class WeightsSpec:
     inference_config: Optional[Path] = None
     # frame sizes must be divisible by this (VAE stride x UNet downsampling)
     size_multiple: int = 64
+    # most frames per window: the motion modules' position-encoding length (None: no motion modules)
+    max_context_frames: Optional[int] = 24
 
 
 def _has_weights(folder: Path) -> bool:
@@ -82,7 +84,10 @@ def resolve_weights(cfg) -> WeightsSpec:
         if missing:
             raise WeightsError(f"{pipeline}: incomplete pipeline folder; missing: {', '.join(missing)}.\n"
                                f"Expected layout:\n{PIPELINE_LAYOUT}")
-        return WeightsSpec(pipeline=pipeline, size_multiple=_stride(pipeline / "vae", pipeline / "unet"))
+        unet_config = json.loads((pipeline / "unet" / "config.json").read_text())
+        max_len = unet_config.get("motion_max_seq_length", 24) if unet_config.get("use_motion_module", True) else None
+        return WeightsSpec(pipeline=pipeline, size_multiple=_stride(pipeline / "vae", pipeline / "unet"),
+                           max_context_frames=max_len)
 
     spec = WeightsSpec(
         stable_diffusion=p(cfg.stable_diffusion) or (root / "stable-diffusion-v1-5" if root else None),
@@ -125,4 +130,13 @@ def resolve_weights(cfg) -> WeightsSpec:
         raise WeightsError("incomplete weights; missing:\n  " + "\n  ".join(missing)
                            + f"\nExpected layout:\n{ORIGINAL_LAYOUT}")
     spec.size_multiple = _stride(spec.vae, sd / "unet")
+    if spec.inference_config is not None:
+        from omegaconf import OmegaConf
+
+        try:
+            kwargs = OmegaConf.to_container(OmegaConf.load(spec.inference_config)).get("unet_additional_kwargs") or {}
+        except Exception as exc:
+            raise WeightsError(f"{spec.inference_config}: unreadable inference config ({exc})") from None
+        spec.max_context_frames = (kwargs.get("motion_module_kwargs") or {}).get(
+            "temporal_position_encoding_max_len", 24)
     return spec

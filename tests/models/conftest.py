@@ -19,6 +19,16 @@ from magicanimate.models import (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP's spinning
+    threads make each forward 10-100x slower than one thread does."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def diffusers_folder(tmp: Path, config: Path, weights: Path) -> Path:
     """A folder laid out like the official ones (config.json + diffusion_pytorch_model.safetensors)."""
     tmp.mkdir(parents=True, exist_ok=True)

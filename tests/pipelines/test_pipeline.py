@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from magicanimate.errors import InputError, WeightsError
+from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 from magicanimate.pipelines.tiny import tiny_pipeline
 from magicanimate.pipelines.windows import make_schedule
@@ -129,5 +129,30 @@ def test_bad_call_arguments(pipe):
         pipe(reference_image(64, 32), densepose_video(3), **KW)
     with pytest.raises(InputError, match="multiple of 8"):
         pipe(reference_image(60, 60), densepose_video(3, 60, 60), **KW)
+    with pytest.raises(ConfigError, match="position-encoding length"):
+        pipe(reference_image(), densepose_video(30), context_frames=25, num_inference_steps=1)
     with pytest.raises(InputError, match="does not divide"):
         pipe(reference_image(), densepose_video(10), latents=torch.zeros(1, 4, 3, 8, 8), **KW)
+
+
+def test_dtype_by_argument(inputs, seeded_run):
+    """bf16 runs on the CPU (no device or dtype is hard-coded) and stays near the fp32 result."""
+    ref, control = inputs
+    low = tiny_pipeline(seed=0).to(dtype=torch.bfloat16)
+    low.set_progress_bar_config(disable=True)
+    out = low(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert low.unet.dtype == torch.bfloat16
+    diff = (out.latents - seeded_run["out"].latents).abs().max()
+    assert 0 < diff < 0.1 * seeded_run["out"].latents.abs().max()
+
+
+def test_other_scheduler_swaps_in(inputs, seeded_run):
+    from magicanimate.pipelines.scheduling import make_scheduler
+
+    ref, control = inputs
+    euler = tiny_pipeline(seed=0)
+    euler.set_progress_bar_config(disable=True)
+    euler.scheduler = make_scheduler("EulerDiscreteScheduler")
+    out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    assert torch.isfinite(out.latents).all()
+    assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
