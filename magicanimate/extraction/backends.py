@@ -19,7 +19,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from magicanimate.errors import ConfigError, InputError, WeightsError
+from magicanimate.errors import ConfigError, WeightsError
 from magicanimate.extraction.landmarks import NUM_LANDMARKS, PoseFrame
 
 logger = logging.getLogger(__name__)
@@ -166,10 +166,12 @@ class Detectron2DensePose:
         labels = results[0].labels.cpu().numpy().astype(np.uint8)
         x, y, bw, bh = (float(v) for v in boxes_xywh[0])
         parts = np.zeros((h, w), np.uint8)
-        # the labels cover the detection box at the box's own resolution; paste them into the frame.
-        x0, y0 = int(round(x)), int(round(y))
-        patch = cv2.resize(labels, (max(1, int(round(bw))), max(1, int(round(bh)))),
-                           interpolation=cv2.INTER_NEAREST)
+        # the labels cover the detection box (DensePose truncates it to integers) at the box's own
+        # resolution; paste them into the frame.
+        x0, y0 = int(x), int(y)
+        box_w, box_h = max(1, int(bw)), max(1, int(bh))
+        patch = labels if labels.shape == (box_h, box_w) else cv2.resize(
+            labels, (box_w, box_h), interpolation=cv2.INTER_NEAREST)
         xe, ye = min(w, x0 + patch.shape[1]), min(h, y0 + patch.shape[0])
         xs, ys = max(0, x0), max(0, y0)
         parts[ys:ye, xs:xe] = patch[ys - y0:ye - y0, xs - x0:xe - x0]

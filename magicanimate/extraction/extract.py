@@ -161,6 +161,28 @@ def check_options(*, size: int, fit: str, margin: float, smooth: float, missing:
         raise ConfigError(f"fps must be a positive number, got {fps}")
 
 
+def _person_box(pose: PoseFrame, lm: Optional[np.ndarray], frame_hw):
+    """The person's box in source pixels: the mask where it can be labelled (near the skeleton), else the
+    visible landmarks."""
+    if pose.mask is None:
+        return None if lm is None else _landmark_box(lm)
+    prob = mask_probability(pose.mask)
+    f = prob.shape[1] / frame_hw[1]
+    x0 = y0 = 0
+    if lm is not None:
+        # parts_from_landmarks leaves mask pixels this far from every segment as background: ignore them
+        # here too, so a stray blob (another person, an object) cannot widen the crop.
+        reach = (parts_mod.MAX_DISTANCE + max(parts_mod.RADII.values())) * parts_mod.torso_length(lm)
+        lo = np.floor((lm[:, :2].min(0) - reach) * f).astype(int)
+        hi = np.ceil((lm[:, :2].max(0) + reach) * f).astype(int) + 1
+        x0, y0 = max(0, lo[0]), max(0, lo[1])
+        prob = prob[y0:max(y0, hi[1]), x0:max(x0, hi[0])]
+    box = framing.mask_box(prob)
+    if box is None:
+        return None if lm is None else _landmark_box(lm)
+    return ((box[0] + x0) / f, (box[1] + y0) / f, (box[2] + x0) / f, (box[3] + y0) / f)
+
+
 def plan_motion(
     poses: List[PoseFrame],
     frame_hw: Tuple[int, int],
@@ -213,17 +235,9 @@ def plan_motion(
     if fit == "pad":
         placement = framing.pad_placement(frame_hw, size)
     else:
-        boxes = []
-        for i in np.nonzero(found)[0]:
-            pose = poses[i]
-            box = framing.mask_box(mask_probability(pose.mask)) if pose.mask is not None else None
-            if box is not None:
-                f = pose.mask.shape[1] / frame_hw[1]
-                box = tuple(v / f for v in box)
-            elif pose.landmarks is not None:
-                box = _landmark_box(landmarks[i])
-            boxes.append(box)
-        box = framing.union_box(boxes)
+        box = framing.union_box(
+            _person_box(poses[i], None if landmarks is None else landmarks[i], frame_hw)
+            for i in np.nonzero(found)[0])
         placement = (framing.pad_placement(frame_hw, size) if box is None
                      else framing.crop_placement(box, frame_hw, size, margin))
 

@@ -56,7 +56,7 @@ class Placement:
 
     def warp(self, image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR, border_value=0) -> np.ndarray:
         """Resample ``image`` (``(H, W)`` or ``(H, W, C)``) into the ``size`` x ``size`` output."""
-        if self.scale < 1:
+        if self.scale < 1 and interpolation != cv2.INTER_NEAREST:  # labels must never be blurred
             # Shrinking with bilinear sampling aliases; pre-blur to roughly the output's sampling rate.
             sigma = 0.5 * (1 / self.scale - 1)
             if sigma > 0.3:

@@ -15,7 +15,7 @@ from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.extraction import backends, cli, extract as E
 from magicanimate.extraction.landmarks import PoseFrame
 
-from conftest import MEDIAPIPE_REASON, body_mask, pose_frame, skeleton
+from extraction_helpers import body_mask, pose_frame, skeleton
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,6 +131,11 @@ def test_single_crop_for_the_whole_video():
     union = E.framing.union_box(boxes)
     side = max(union[2] - union[0], union[3] - union[1])
     assert plan.placement.scale == pytest.approx(32 / side)
+    # a stray blob far from the skeleton in one frame does not widen the crop
+    poses[2].mask = poses[2].mask.copy()
+    poses[2].mask[0:3, 120:128] = 255
+    same = E.plan_motion(poses, (64, 128), 25.0, size=32, fit="crop", margin=0.0)
+    assert same.placement == plan.placement
     pad = E.plan_motion(poses, (64, 128), 25.0, size=32, fit="pad").placement
     assert pad.scale == pytest.approx(32 / 128)
 
@@ -155,6 +160,14 @@ def test_detectron2_part_maps_are_placed_and_masked():
     plan = E.plan_motion(poses, (64, 64), 25.0, size=64, fit="pad", smooth=1.0)
     out = plan.part_map(2)
     np.testing.assert_array_equal(out, pm)
+    # person pixels the part map misses (the mask is larger) take the nearest part's label
+    wider = mask.copy()
+    wider[5:10, 25:35] = 1.0  # above the head part
+    wider[30:40, 40:44] = 1.0  # right of the torso
+    poses = [PoseFrame(mask=wider, parts=pm) for _ in range(2)]
+    out = E.plan_motion(poses, (64, 64), 25.0, size=64, fit="pad", smooth=0.0).part_map(0)
+    assert (out[5:10, 25:35] == 23).all() and (out[30:40, 40:44] == 2).all()
+    assert (out[wider == 0] == 0).all()
     with pytest.raises(ConfigError, match="align-to needs body landmarks"):
         E.plan_motion(poses, (64, 64), 25.0, size=64, reference=(skeleton(), (64, 64)))
 
@@ -243,3 +256,76 @@ def test_script_reports_errors_without_traceback(tmp_path):
          "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
+    # Stand-ins for detectron2's config/predictor and DensePose's result extractor: they check how the
+    # backend drives them and return a part-label patch for a box, which must land in the frame.
+    class Arr(np.ndarray):
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return np.asarray(self)
+
+    class Cfg:
+        def __init__(self):
+            self.MODEL = type("M", (), {"ROI_HEADS": type("R", (), {})()})()
+            self.merged = None
+
+        def merge_from_file(self, path):
+            self.merged = path
+
+        def freeze(self):
+            pass
+
+    class Instances:
+        def __init__(self, scores):
+            self.scores = np.asarray(scores)
+
+        def __len__(self):
+            return len(self.scores)
+
+        def to(self, device):
+            return self
+
+        def has(self, name):
+            return name == "pred_densepose"
+
+        def __getitem__(self, item):
+            return Instances(self.scores[item])
+
+    seen = {}
+
+    def predictor(cfg):
+        seen["cfg"] = cfg
+
+        def run(bgr):
+            seen["bgr"] = bgr
+            return {"instances": Instances([0.3, 0.95])}
+        return run
+
+    labels = np.full((20, 10), 2, np.uint8).view(Arr)
+
+    class Extractor:
+        def __call__(self, instances):
+            assert len(instances) == 1 and instances.scores[0] == 0.95  # the best-scoring person only
+            return [type("Res", (), {"labels": labels})()], [np.array([12.7, 30.2, 10.9, 20.4])]
+
+    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}), type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
+               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}),
+               type("X", (), {"DensePoseResultExtractor": Extractor}))
+    monkeypatch.setattr(backends, "import_detectron2", lambda: modules)
+    weights, config = tmp_path / "w.pkl", tmp_path / "c.yaml"
+    weights.write_bytes(b"x")
+    config.write_text("x")
+    est = backends.create_backend("detectron2", weights=str(weights), config=str(config), device="cpu")
+    assert seen["cfg"].MODEL.WEIGHTS == str(weights) and seen["cfg"].merged == str(config)
+    frame = np.zeros((64, 48, 3), np.uint8)
+    frame[..., 0] = 200
+    pose = est(frame)
+    assert seen["bgr"][0, 0, 2] == 200  # the predictor gets BGR
+    assert pose.parts.shape == (64, 48) and pose.landmarks is None
+    ys, xs = np.nonzero(pose.parts)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (30, 49, 12, 21)
+    assert (pose.parts[pose.parts > 0] == 2).all() and (pose.mask[pose.parts > 0] == 255).all()

@@ -1,5 +1,6 @@
 """Crop/pad placement and least-squares alignment (closed forms, numpy/OpenCV references)."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -114,3 +115,11 @@ def test_alignment_follows_the_body_not_the_face_cluster():
     plain_scale, plain_shift = F.fit_scale_shift(a, b)
     body_error = np.abs(np.array([scale, *shift]) - [2, 5, 5]).max()
     assert body_error < 0.5 * np.abs(np.array([plain_scale, *plain_shift]) - [2, 5, 5]).max()
+
+
+def test_nearest_warp_keeps_labels_when_shrinking():
+    labels = np.zeros((100, 100), np.uint8)
+    labels[:, 50:] = 7
+    labels[40:60, 10:30] = 23
+    out = F.Placement(0.25, (0.0, 0.0), 25).warp(labels, interpolation=cv2.INTER_NEAREST)
+    assert set(np.unique(out)) == {0, 7, 23}

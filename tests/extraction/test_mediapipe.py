@@ -17,7 +17,7 @@ from magicanimate.errors import InputError
 from magicanimate.extraction import extract as E
 from magicanimate.extraction import landmarks as L
 
-from conftest import requires_mediapipe
+from extraction_helpers import requires_mediapipe
 
 pytestmark = requires_mediapipe
 
@@ -139,3 +139,13 @@ def test_align_to_reference_matches_body_size_and_position(astronaut, tmp_path):
     (c_al, a_al), (c_ref, a_ref), (c_pl, a_pl) = map(torso_centre_and_area, (aligned[0], ref_maps[0], plain[0]))
     assert np.linalg.norm(c_al - c_ref) < 3 < np.linalg.norm(c_pl - c_ref)
     assert abs(a_al / a_ref - 1) < 0.3 and a_pl > 2 * a_ref
+
+
+def test_align_to_an_image_without_a_person_is_an_error(astronaut, tmp_path):
+    video = tmp_path / "v.mp4"
+    write_video(video, moving_video(astronaut, n=3, side=128, jitter=0.0), fps=25.0)
+    ref = tmp_path / "wall.png"
+    write_image(ref, np.full((64, 64, 3), 200, np.uint8))
+    with pytest.raises(InputError, match=r"wall\.png: no person found in the reference image"):
+        E.extract_densepose(video, tmp_path / "out.mp4", size=64, align_to=ref)
+    assert not (tmp_path / "out.mp4").exists()

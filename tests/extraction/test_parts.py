@@ -9,7 +9,7 @@ from magicanimate.data import densepose
 from magicanimate.extraction import landmarks as L
 from magicanimate.extraction import parts as P
 
-from conftest import body_mask, skeleton
+from extraction_helpers import body_mask, skeleton
 
 NAMES = densepose.PART_NAMES
 
