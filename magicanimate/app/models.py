@@ -79,7 +79,3 @@ class ModelCache:
                 self._models[key] = self._loader(weights, device, dtype)
                 self.loads += 1
             return self._models[key]
-
-    def __contains__(self, key) -> bool:
-        weights, device, dtype = key
-        return (astuple(weights), str(device), str(dtype)) in self._models

@@ -81,7 +81,7 @@ def build_ui(service: DemoService, *, examples: Sequence[Sequence[str]] = (), de
             grid = gr.Video(label="Reference | DensePose | result", interactive=False, elem_id="grid",
                             buttons=["download"], loop=True, height=360)
         resolved = gr.Code(label="Resolved settings (as saved next to the result)", language="yaml",
-                           interactive=False, elem_id="resolved")
+                           interactive=False, elem_id="resolved", max_lines=16)
         if examples:
             gr.Examples(examples=[list(e) for e in examples], inputs=[reference, motion], label="Examples",
                         examples_per_page=8)
