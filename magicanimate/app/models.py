@@ -53,9 +53,14 @@ class ModelRegistry:
         if name == DEMO_MODEL and self.include_demo:
             from omegaconf import OmegaConf
 
+            from magicanimate.errors import WeightsError
             from magicanimate.pipelines.animate import demo_config
 
-            return OmegaConf.to_container(demo_config().weights)
+            try:
+                return OmegaConf.to_container(demo_config().weights)
+            except WeightsError as exc:
+                raise WeightsError(f"{exc}\nFor this page: start scripts/app.py with --weights FOLDER to offer "
+                                   "another model.") from None
         if name not in self.folders:
             raise ConfigError(f"unknown model {name!r}; available: {', '.join(self.names)}")
         return {"root": self.folders[name]}
