@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,6 +22,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 from ..errors import ConfigError, InputError
+from .pretrained import StrictPretrainedMixin
 from .context import context_preserving_checkpoint, forward_context
 from .reference_attention import install_reference_processors
 from .unet3d import unet3d_config_from_unet2d
@@ -30,7 +30,7 @@ from .unet3d import unet3d_config_from_unet2d
 TRIMMED_BLOCK_PARTS = ("attn1", "norm2", "attn2", "norm3", "ff")
 
 
-class AppearanceEncoderModel(UNet2DConditionModel):
+class AppearanceEncoderModel(StrictPretrainedMixin, UNet2DConditionModel):
     """SD1.5-layout UNet trimmed to what the reference banks need (config = ``UNet2DConditionModel``'s).
 
     forward(ref_latent (B, 4, h, w), timestep, encoder_hidden_states (B, L, D)) -> list of banks
@@ -70,27 +70,6 @@ class AppearanceEncoderModel(UNet2DConditionModel):
             model.to(dtype=unet2d.dtype)
         model.load_state_dict(appearance_state_dict_from_unet2d(unet2d.state_dict(), model), strict=True)
         return model
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, subfolder: str | None = None,
-                        torch_dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None) -> "AppearanceEncoderModel":
-        """Load a folder (ours or the official ``appearance_encoder/``), strictly.
-
-        Unlike diffusers' loader, every missing or unexpected tensor raises WeightsError naming it.
-        """
-        from .convert import load_pretrained_folder
-
-        folder = Path(path) / subfolder if subfolder else Path(path)
-        return load_pretrained_folder(cls, folder, torch_dtype=torch_dtype, device=device)
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """diffusers' ``save_pretrained`` (config.json + safetensors), written to a temporary folder that
-        replaces ``save_directory`` only once complete."""
-        from ..utils.files import atomic_path
-
-        with atomic_path(save_directory) as tmp:
-            super().save_pretrained(tmp, **kwargs)
 
     # processors: the writers stay wrapped around whatever processor is set
     def set_attn_processor(self, processor) -> None:

@@ -17,7 +17,6 @@ Video tensors are ``(B, C, F, h, w)``; inside, frames are folded into the batch 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -46,6 +45,7 @@ from diffusers.models.unets.unet_motion_model import (
 from diffusers.utils import BaseOutput
 
 from ..errors import ConfigError, InputError
+from .pretrained import StrictPretrainedMixin
 from .context import context_preserving_checkpoint, forward_context
 from .motion_module import adapt_motion_module
 from .norms import WindowGroupNorm
@@ -86,7 +86,7 @@ def _per_block(value, n: int, name: str) -> tuple:
     return (value,) * n
 
 
-class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
+class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, ConfigMixin):
     """SD1.5-layout UNet inflated with AnimateDiff-v1 motion modules (see module docstring).
 
     Config keys mirror diffusers' ``UNet2DConditionModel`` (2-D block type names; ``attention_head_dim`` in its
@@ -258,27 +258,6 @@ class UNet3DMotionModel(ModelMixin, AttentionMixin, ConfigMixin):
 
             config = unet3d_config_from_original(config)
         return super().from_config(config, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, subfolder: str | None = None,
-                        torch_dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None) -> "UNet3DMotionModel":
-        """Load a folder written by :meth:`save_pretrained` (or the original format), strictly.
-
-        Unlike diffusers' loader, every missing or unexpected tensor raises WeightsError naming it.
-        """
-        from .convert import load_pretrained_folder
-
-        folder = Path(path) / subfolder if subfolder else Path(path)
-        return load_pretrained_folder(cls, folder, torch_dtype=torch_dtype, device=device)
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """diffusers' ``save_pretrained`` (config.json + safetensors), written to a temporary folder that
-        replaces ``save_directory`` only once complete."""
-        from ..utils.files import atomic_path
-
-        with atomic_path(save_directory) as tmp:
-            super().save_pretrained(tmp, **kwargs)
 
     # ---- parameter groups ---------------------------------------------------------------------------
     def motion_module_parameters(self) -> Iterator[nn.Parameter]:

@@ -9,10 +9,8 @@ hold only the trainable weights (the frozen ones come from the config's model pa
 from __future__ import annotations
 
 import logging
-import math
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import List
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 # torchvision's vgg16 "D" configuration; "M" = 2x2 max pool.
