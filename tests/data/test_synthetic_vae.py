@@ -20,6 +20,7 @@ from magicanimate.training.tiny_vae import (
     load_tiny_vae,
     measure_scaling_factor,
     psnr,
+    reconstruct,
     to_tensor,
     train_tiny_vae,
     vae_loss,
@@ -123,3 +124,39 @@ def test_schedule_progress_follows_the_budget_that_ends_first():
     assert _progress(10, 100, 30.0, 1.0) == 0.5  # half the CPU minute is gone
     assert _progress(10, 100, 6.0, 1.0, 90.0, 2.0) == 0.75  # the wall budget leads
     assert _progress(100, 100, 1.0, 20.0, 1.0, 20.0) == 1.0
+
+
+def _crop_config(tmp_path, crop: int):
+    return to_object(load_config(TinyVAETrainConfig, None, [
+        f"output_dir={tmp_path / 'vae'}", "steps=3", "eval_every=3", "batch_size=2", "scaling_frames=4",
+        "model.block_out_channels=[8,16]", "model.norm_num_groups=8", "data.size=16", "data.train_videos=2",
+        "data.test_videos=1", "data.frames_per_video=2", "data.eval_frames=2", f"data.crop_size={crop}"]))
+
+
+def test_training_on_crops_gives_a_whole_frame_vae(tmp_path):
+    cfg = _crop_config(tmp_path, 8)
+    seen = []
+    import magicanimate.training.tiny_vae as tv
+
+    real_loss = tv.vae_loss
+
+    def spy(vae, x, cfg_, generator=None):
+        seen.append(tuple(x.shape))
+        return real_loss(vae, x, cfg_, generator)
+
+    tv.vae_loss = spy
+    try:
+        metrics = train_tiny_vae(cfg, progress=False)
+    finally:
+        tv.vae_loss = real_loss
+    assert seen == [(2, 3, 8, 8)] * 3  # every training batch is cropped
+    assert metrics["steps"] == 3
+    vae = load_tiny_vae(tmp_path / "vae")
+    frames = load_frames(cfg.data, "test", progress=False)
+    assert reconstruct(vae, frames).shape == frames.shape == (2, 16, 16, 3)
+
+
+@pytest.mark.parametrize("crop", [5, 32])
+def test_bad_crop_size_is_a_config_error(tmp_path, crop):
+    with pytest.raises(ConfigError, match="crop_size"):
+        train_tiny_vae(_crop_config(tmp_path, crop), progress=False)
