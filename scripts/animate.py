@@ -33,6 +33,7 @@ FLAGS = {
     "fusion": "fusion", "device": "device", "dtype": "dtype", "scheduler": "scheduler", "offset": "offset",
     "max_frames": "max_frames", "decode_chunk": "decode_chunk", "weights": "weights.root",
     "pipeline": "weights.pipeline", "prompt_embeds": "weights.prompt_embeds",
+    "init_from_reference": "init_from_reference",
 }
 
 
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep models on the CPU until used (GPU memory saver)")
     ap.add_argument("--sequential-guidance", dest="sequential_guidance", action="store_true", default=None,
                     help="run the two guidance halves one after the other (GPU memory saver)")
+    ap.add_argument("--init-from-reference", dest="init_from_reference", action=argparse.BooleanOptionalAction,
+                    default=None, help="start from the noised reference latent instead of pure noise")
     ap.add_argument("--no-grid", dest="grid", action="store_false", default=None)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. weights.vae=...")

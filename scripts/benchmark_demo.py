@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-short", dest="short", action="store_false", help="skip the short-clip comparison")
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: demo/settings.yaml's)")
     ap.add_argument("--guidance-scale", type=float, default=None)
+    ap.add_argument("--init-from-reference", action=argparse.BooleanOptionalAction, default=None,
+                    help="start from the noised reference latent (default: demo/settings.yaml's)")
     ap.add_argument("--context-frames", type=int, default=None)
     ap.add_argument("--context-overlap", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -56,25 +58,29 @@ def main(argv=None) -> int:
         guidance = args.guidance_scale if args.guidance_scale is not None else settings.get("guidance_scale", 7.5)
         cf = args.context_frames or settings.get("context_frames", 16)
         co = args.context_overlap if args.context_overlap is not None else settings.get("context_overlap", 4)
+        init = (args.init_from_reference if args.init_from_reference is not None
+                else bool(settings.get("init_from_reference", False)))
         pipe = MagicAnimatePipeline.from_pretrained(str(pipe_dir)).to(torch.device("cpu"))
         pipe.set_progress_bar_config(disable=True)
         common = dict(steps=steps, guidance_scale=guidance, seed=args.seed, context_frames=cf, context_overlap=co,
-                      progress=not args.quiet)
+                      init_from_reference=init, progress=not args.quiet)
         start = time.time()
         sections = {}
         if args.short:
             short = bm.synthetic_test_clips(args.clips, args.frames)
             sections[f"{args.clips} test clips x {args.frames} frames"] = bm.run_methods(
-                pipe, short, ["reference", "vae", "stage1", "stage2"], **common)
+                pipe, short, ["reference", "vae", "stage1", "stage2", *(["stage2_noise"] if init else [])], **common)
         if args.long_frames:
             long_clips = bm.synthetic_test_clips(args.clips, args.long_frames)
             sections[f"long clips: {args.clips} x {args.long_frames} frames, fusion modes"] = bm.run_methods(
                 pipe, long_clips, ["reference", "stage2", "stage2_parity"], **common)
-        notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), seed "
+        notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), "
+                 f"{'from the noised reference latent' if init else 'from pure noise'}, seed "
                  f"{args.seed}, 64x64, CPU; reference = frame 0 of each held-out test video, scored frames 1..N. "
                  f"Pipeline: {shown}. Took {time.time() - start:.0f} s.")
         report = {"pipeline": str(shown), "settings": {"steps": steps, "guidance_scale": guidance,
-                  "context_frames": cf, "context_overlap": co, "seed": args.seed}, "sections": sections,
+                  "context_frames": cf, "context_overlap": co, "init_from_reference": init, "seed": args.seed},
+                  "sections": sections,
                   "notes": notes}
         if sections:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -83,8 +89,8 @@ def main(argv=None) -> int:
             print(notes)
             print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
         if args.gates:
-            results = bm.gate_results(pipe, guidance, progress=not args.quiet)
-            gates = {"settings": dict(bm.GATE_SETTINGS, guidance_scale=guidance),
+            results = bm.gate_results(pipe, guidance, init, progress=not args.quiet)
+            gates = {"settings": dict(bm.GATE_SETTINGS, guidance_scale=guidance, init_from_reference=init),
                      "means": {k: v["mean"] for k, v in results.items()}, "margins": bm.gate_margins(results)}
             path = pipe_dir.parent / "quality_gates.json"
             with atomic_path(path) as tmp:

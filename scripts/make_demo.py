@@ -48,7 +48,7 @@ def _run(name: str, cmd: list, log_dir: Path, threads: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/demo/recipe.yaml")
+    ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "demo" / "recipe.yaml"))
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every training step count (0.1 = smoke run)")
     ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
     ap.add_argument("--no-ship", dest="ship", action="store_false", help="do not copy the result to demo/")
@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     try:
         cfg_node = load_config(RecipeConfig, args.config, args.overrides)
         cfg = to_object(cfg_node)
+        for part in (cfg.vae, cfg.stage1, cfg.stage2):  # relative to the checkout when not to the working folder
+            if not Path(part.config).is_absolute() and not Path(part.config).exists():
+                part.config = str(REPO_ROOT / part.config)
         run = Path(cfg.run_dir)
         if not run.is_absolute():
             run = REPO_ROOT / run

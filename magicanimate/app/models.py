@@ -65,6 +65,15 @@ class ModelRegistry:
             raise ConfigError(f"unknown model {name!r}; available: {', '.join(self.names)}")
         return {"root": self.folders[name]}
 
+    def model_options(self, name: str) -> dict:
+        """Inference settings a model needs that the page does not offer: the bundled demo's
+        ``init_from_reference`` from ``demo/settings.yaml``; nothing for other models."""
+        if name == DEMO_MODEL and self.include_demo:
+            from magicanimate.pipelines.animate import demo_config
+
+            return {"init_from_reference": bool(demo_config().init_from_reference)}
+        return {}
+
 
 class ModelCache:
     """Loads each (weights, device, dtype) once and hands the same pipeline to every later job."""

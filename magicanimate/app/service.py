@@ -152,6 +152,7 @@ class DemoService:
         values = inference_values(settings, reference=request.reference, motion=motion,
                                   output=request.folder / OUTPUT_NAME, weights=weights, device=self.device,
                                   dtype=self.dtype)
+        values.update(self.registry.model_options(settings.model))
         from magicanimate.pipelines.config import new_inference_config
 
         report(Progress(stage="checking the inputs"))

@@ -77,6 +77,9 @@ class InferenceConfig:
     fusion: str = "tapered"
     context_frames: int = 16
     context_overlap: int = 4
+    # start from the reference latent noised to the first timestep instead of pure noise (see
+    # MagicAnimatePipeline.__call__); the bundled demo model needs it, the original did not do it
+    init_from_reference: bool = False
 
     device: str = "auto"
     dtype: str = "auto"

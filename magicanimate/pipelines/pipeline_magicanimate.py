@@ -275,6 +275,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         sequential_guidance: bool = False,
         step_callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None,
         window_callback: Optional[Callable[[int, int, Sequence[int], torch.Tensor], None]] = None,
+        init_from_reference: bool = False,
     ) -> MagicAnimatePipelineOutput:
         """Animate ``reference_image`` (H, W, 3) uint8 with ``control`` (N, H, W, 3) uint8 DensePose frames.
 
@@ -285,6 +286,13 @@ class MagicAnimatePipeline(DiffusionPipeline):
         ``latents``: initial noise, (1, 4, F0, h, w) with F0 dividing the (padded) length (tiled).
         ``step_callback(i, t, latents_in, noise_pred_guided)`` and ``window_callback(i, k, frames, pred)``
         observe the loop.
+
+        ``init_from_reference``: start every frame from the reference latent noised to the first timestep
+        (``scheduler.add_noise(z_ref, noise, t_0)``, as image-to-image at strength 1) instead of from pure
+        noise. SD-style schedules keep some signal at the first timestep (8% of it at t=876 for 8 DDIM steps
+        of the linear schedule), and a model learns to read the frame's overall colours from that residue
+        (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed"); from pure noise it then
+        drifts to greyish colours. Off by default (the original starts from noise).
         """
         if fusion not in FUSION_MODES:
             raise InputError(f"unknown fusion mode {fusion!r}; expected one of {', '.join(FUSION_MODES)}")
@@ -343,9 +351,16 @@ class MagicAnimatePipeline(DiffusionPipeline):
             latents = latents.repeat(1, 1, total // latents.shape[2], 1, 1)
         if tuple(latents.shape) != (1, channels, total, h, w):
             raise InputError(f"initial latents must be (1, {channels}, {total}, {h}, {w}), got {tuple(latents.shape)}")
-        latents = latents.to(device=device, dtype=torch.float32) * self.scheduler.init_noise_sigma
-
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = latents.to(device=device, dtype=torch.float32)
+        if init_from_reference:
+            if not hasattr(self.scheduler, "add_noise"):
+                raise ConfigError(f"init_from_reference needs a scheduler with add_noise; "
+                                  f"{type(self.scheduler).__name__} has none")
+            clean = ref_latent.to(torch.float32)[:, :, None].expand(-1, -1, total, -1, -1)
+            latents = self.scheduler.add_noise(clean, latents, self.scheduler.timesteps[:1])
+        else:
+            latents = latents * self.scheduler.init_noise_sigma
         step_kwargs = {}
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         if "eta" in step_params:

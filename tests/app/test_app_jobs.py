@@ -293,6 +293,15 @@ def test_queue_limit_and_model_names(tmp_path):
     assert ModelRegistry({}).default() == DEMO_MODEL
 
 
+def test_bundled_demo_runs_with_its_own_initialisation():
+    # the page does not offer init_from_reference: the bundled demo takes it from demo/settings.yaml
+    settings = OmegaConf.load(Path(__file__).resolve().parents[2] / "demo" / "settings.yaml")
+    registry = ModelRegistry({"w": "/x"})
+    assert registry.model_options(DEMO_MODEL) == {
+        "init_from_reference": bool(settings.get("init_from_reference", False))}
+    assert registry.model_options("w") == {}
+
+
 def test_progress_text_and_fraction():
     assert Progress(stage="queued", ahead=1).text() == "Queued: 1 job ahead of you"
     assert Progress(stage="queued", ahead=0).text() == "Queued: starting next"

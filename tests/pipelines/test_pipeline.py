@@ -181,3 +181,28 @@ def test_empty_prompt_encoded_once_and_saved(pipe, inputs, tmp_path):
     torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=0)
     full = MagicAnimatePipeline.from_pretrained(tmp_path / "saved", load_text_encoder=True)
     assert type(full.text_encoder).__name__ == "CLIPTextModel" and full.tokenizer is not None
+
+
+def test_init_from_reference_starts_from_the_noised_reference_latent(pipe, inputs):
+    ref, control = inputs
+    first = {}
+
+    def run(noise, init):
+        pipe(ref, control, latents=noise, init_from_reference=init, output_type="latent",
+             step_callback=lambda i, t, x, e: first.setdefault(init, (int(t), x.clone())) if i == 0 else None,
+             **dict(KW, num_inference_steps=3))
+
+    shape = pipe(ref, control[:1], output_type="latent", **KW).latents.shape
+    noise = torch.randn((1, shape[1], len(control), *shape[3:]), generator=torch.Generator().manual_seed(3))
+    run(noise, False)
+    run(noise, True)
+    # the VAE posterior mean of the reference, scaled: computed here without the pipeline's helper
+    x = torch.from_numpy(ref).float().permute(2, 0, 1)[None] / 127.5 - 1.0
+    with torch.no_grad():
+        z_ref = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    t0, start = first[True]
+    assert first[False][0] == t0 == int(pipe.scheduler.timesteps[0])
+    ab = pipe.scheduler.alphas_cumprod[t0].double()
+    expected = ab.sqrt() * z_ref.double()[:, :, None] + (1 - ab).sqrt() * noise.double()
+    torch.testing.assert_close(start.double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(first[False][1], noise * pipe.scheduler.init_noise_sigma, rtol=0, atol=0)
