@@ -25,8 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
-import cv2
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from magicanimate.data.synthetic import frame_size, render_clip
@@ -69,8 +69,11 @@ def plan_dataset(counts: Mapping[str, int], seed: int) -> dict[str, list[dict]]:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
-        raise InputError(f"{path}: could not write PNG")
+    # PIL, not OpenCV: OpenCV's PNG codec fails in a process that loaded decord first (see data/video.py)
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(path, format="PNG")
+    except OSError as exc:
+        raise InputError(f"{path}: could not write PNG ({exc})") from None
 
 
 def write_synthetic_dataset(

@@ -38,6 +38,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 25.0
 BACKENDS = ("decord", "pyav")
 
+# OpenCV before decord: decord's wheel bundles its own libpng/zlib, and when it loads first OpenCV's PNG
+# codec fails in the same process ("libpng error: bad parameters to zlib", cv2.imread returns None).
+import cv2  # noqa: E402,F401
+
 try:  # optional: no arm64 wheel
     import decord as _decord
 except Exception:  # pragma: no cover - depends on the platform

@@ -107,10 +107,9 @@ def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: i
     """Copy a trained pipeline folder to ``<demo_dir>/model`` and write the sample inputs: ``reference.png``
     (the held-out identity's first frame), ``motion.mp4`` (its DensePose video, ``num_frames`` long) and
     ``settings.yaml`` (the demo's sampler settings for ``scripts/animate.py``)."""
-    import cv2
     from omegaconf import OmegaConf
 
-    from magicanimate.data.video import write_video
+    from magicanimate.data.video import write_image, write_video
 
     pipeline_dir, demo_dir = Path(pipeline_dir), Path(demo_dir)
     if not (pipeline_dir / "model_index.json").is_file():
@@ -124,9 +123,7 @@ def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: i
     demo_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(demo_dir / "model") as tmp:
         shutil.copytree(pipeline_dir, tmp)
-    with atomic_path(demo_dir / "reference.png") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(images[0], cv2.COLOR_RGB2BGR)):
-            raise InputError(f"{demo_dir}: cannot write reference.png")
+    write_image(demo_dir / "reference.png", images[0])
     write_video(demo_dir / "motion.mp4", dense[:num_frames], fps)
     with atomic_path(demo_dir / "settings.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)))

@@ -142,15 +142,9 @@ def load_tiny_vae(path: str | Path):
 
 
 def _read_png_folder(folder: Path) -> list[np.ndarray]:
-    import cv2
+    from magicanimate.data.video import read_image
 
-    out = []
-    for f in sorted(folder.glob("*.png")):
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{f}: not a readable PNG image")
-        out.append(img[..., ::-1])
-    return out
+    return [read_image(f) for f in sorted(folder.glob("*.png"))]
 
 
 def load_frames(cfg: TinyVAEDataConfig, split: str, *, progress: bool = True) -> np.ndarray:

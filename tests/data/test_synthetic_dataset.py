@@ -4,8 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image
 import pytest
 
 from magicanimate.data.synthetic import Identity, Motion, render_clip
@@ -23,9 +23,9 @@ def _load_script(name):
 
 
 def _read_rgb(path):
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert img is not None, path
-    return img[..., ::-1]
+    with Image.open(path) as img:
+        assert img.mode == "RGB", (path, img.mode)
+        return np.asarray(img)
 
 
 @pytest.fixture(scope="module")

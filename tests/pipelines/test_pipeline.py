@@ -150,12 +150,30 @@ def test_other_scheduler_swaps_in(inputs, seeded_run):
     from magicanimate.pipelines.scheduling import make_scheduler
 
     ref, control = inputs
+    kw = dict(KW, num_inference_steps=3)
+    ddim = tiny_pipeline(seed=0)
+    ddim.set_progress_bar_config(disable=True)
     euler = tiny_pipeline(seed=0)
     euler.set_progress_bar_config(disable=True)
     euler.scheduler = make_scheduler("EulerDiscreteScheduler")
-    out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **KW)
+    first = {}
+    out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent",
+                step_callback=lambda i, t, x, e: first.setdefault(i, x.clone()), **kw)
     assert torch.isfinite(out.latents).all()
-    assert (out.latents - seeded_run["out"].latents).abs().max() > 1e-3  # a different sampler, a different path
+    base = ddim(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **kw)
+    # deterministic DDIM is Euler's method on the same ODE (Karras et al. 2022): same timesteps, same result
+    torch.testing.assert_close(out.latents, base.latents, rtol=0, atol=1e-3)
+    dpm = tiny_pipeline(seed=0)
+    dpm.set_progress_bar_config(disable=True)
+    dpm.scheduler = make_scheduler("DPMSolverMultistepScheduler")
+    second = dpm(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **kw)
+    assert torch.isfinite(second.latents).all()
+    assert (second.latents - base.latents).abs().max() > 1e-3  # a second-order sampler, a different path
+    # Euler's start is the noise scaled by the largest sigma of *this* schedule (set before scaling)
+    euler.scheduler.set_timesteps(3)
+    noise = torch.randn(first[0].shape, generator=torch.Generator().manual_seed(7))
+    sigma_max = float(euler.scheduler.sigmas.max())
+    torch.testing.assert_close(first[0], noise * (sigma_max**2 + 1) ** 0.5, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_prompt_encoded_once_and_saved(pipe, inputs, tmp_path):
