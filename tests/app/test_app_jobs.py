@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from magicanimate.app.jobs import CANCELLED, DONE, FAILED, Job, JobQueue, Progress, count_windows, run_job
@@ -45,7 +46,17 @@ def shared_cache():
     return ModelCache()
 
 
-def test_job_writes_what_animate_cli_writes(tiny_model, inputs, tmp_path, shared_cache):
+@pytest.fixture
+def one_thread():
+    # Bit-identical results need the same arithmetic: with several threads, MKL may use fewer of them on a
+    # busy machine (MKL_DYNAMIC), which changes float rounding, and this tiny random model amplifies it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_job_writes_what_animate_cli_writes(tiny_model, inputs, tmp_path, shared_cache, one_thread):
     """Same settings and seed: the page's job and scripts/animate.py write identical videos and configs."""
     settings = JobSettings(model="tiny", steps=2, guidance_scale=3.0, seed=11, fusion="tapered", size=64, fit="pad")
     service = _service(tiny_model, tmp_path / "app", models=shared_cache)
