@@ -33,7 +33,7 @@ FLAGS = {
     "fusion": "fusion", "device": "device", "dtype": "dtype", "scheduler": "scheduler", "offset": "offset",
     "max_frames": "max_frames", "decode_chunk": "decode_chunk", "weights": "weights.root",
     "pipeline": "weights.pipeline", "prompt_embeds": "weights.prompt_embeds",
-    "init_from_reference": "init_from_reference",
+    "init_from_reference": "init_from_reference", "init_strength": "init_strength",
 }
 
 
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the two guidance halves one after the other (GPU memory saver)")
     ap.add_argument("--init-from-reference", dest="init_from_reference", action=argparse.BooleanOptionalAction,
                     default=None, help="start from the noised reference latent instead of pure noise")
+    ap.add_argument("--init-strength", dest="init_strength", type=float,
+                    help="with --init-from-reference: fraction of the steps run, in (0, 1] (image-to-image strength)")
     ap.add_argument("--no-grid", dest="grid", action="store_false", default=None)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. weights.vae=...")

@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--guidance-scale", type=float, default=None)
     ap.add_argument("--init-from-reference", action=argparse.BooleanOptionalAction, default=None,
                     help="start from the noised reference latent (default: demo/settings.yaml's)")
+    ap.add_argument("--init-strength", type=float, default=None,
+                    help="fraction of the steps run from the noised reference (default: demo/settings.yaml's, or 1)")
     ap.add_argument("--context-frames", type=int, default=None)
     ap.add_argument("--context-overlap", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -60,10 +62,11 @@ def main(argv=None) -> int:
         co = args.context_overlap if args.context_overlap is not None else settings.get("context_overlap", 4)
         init = (args.init_from_reference if args.init_from_reference is not None
                 else bool(settings.get("init_from_reference", False)))
+        strength = float(args.init_strength if args.init_strength is not None else settings.get("init_strength", 1.0))
         pipe = MagicAnimatePipeline.from_pretrained(str(pipe_dir)).to(torch.device("cpu"))
         pipe.set_progress_bar_config(disable=True)
         common = dict(steps=steps, guidance_scale=guidance, seed=args.seed, context_frames=cf, context_overlap=co,
-                      init_from_reference=init, progress=not args.quiet)
+                      init_from_reference=init, init_strength=strength, progress=not args.quiet)
         start = time.time()
         sections = {}
         if args.short:
@@ -75,11 +78,13 @@ def main(argv=None) -> int:
             sections[f"long clips: {args.clips} x {args.long_frames} frames, fusion modes"] = bm.run_methods(
                 pipe, long_clips, ["reference", "stage2", "stage2_parity"], **common)
         notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), "
-                 f"{'from the noised reference latent' if init else 'from pure noise'}, seed "
+                 f"{'from the noised reference latent' if init else 'from pure noise'}"
+                 f"{f' (strength {strength:g})' if init and strength < 1 else ''}, seed "
                  f"{args.seed}, 64x64, CPU; reference = frame 0 of each held-out test video, scored frames 1..N. "
                  f"Pipeline: {shown}. Took {time.time() - start:.0f} s.")
         report = {"pipeline": str(shown), "settings": {"steps": steps, "guidance_scale": guidance,
-                  "context_frames": cf, "context_overlap": co, "init_from_reference": init, "seed": args.seed},
+                  "context_frames": cf, "context_overlap": co, "init_from_reference": init,
+                  "init_strength": strength, "seed": args.seed},
                   "sections": sections,
                   "notes": notes}
         if sections:
@@ -89,8 +94,9 @@ def main(argv=None) -> int:
             print(notes)
             print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
         if args.gates:
-            results = bm.gate_results(pipe, guidance, init, progress=not args.quiet)
-            gates = {"settings": dict(bm.GATE_SETTINGS, guidance_scale=guidance, init_from_reference=init),
+            results = bm.gate_results(pipe, guidance, init, strength, progress=not args.quiet)
+            gates = {"settings": dict(bm.GATE_SETTINGS, guidance_scale=guidance, init_from_reference=init,
+                                      init_strength=strength),
                      "means": {k: v["mean"] for k, v in results.items()}, "margins": bm.gate_margins(results)}
             path = pipe_dir.parent / "quality_gates.json"
             with atomic_path(path) as tmp:

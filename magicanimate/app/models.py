@@ -67,11 +67,12 @@ class ModelRegistry:
 
     def model_options(self, name: str) -> dict:
         """Inference settings a model needs that the page does not offer: the bundled demo's
-        ``init_from_reference`` from ``demo/settings.yaml``; nothing for other models."""
+        ``init_from_reference`` and ``init_strength`` from ``demo/settings.yaml``; nothing for other models."""
         if name == DEMO_MODEL and self.include_demo:
             from magicanimate.pipelines.animate import demo_config
 
-            return {"init_from_reference": bool(demo_config().init_from_reference)}
+            cfg = demo_config()
+            return {"init_from_reference": bool(cfg.init_from_reference), "init_strength": float(cfg.init_strength)}
         return {}
 
 

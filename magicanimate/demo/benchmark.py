@@ -126,11 +126,13 @@ def vae_reconstruction(pipe, frames: np.ndarray) -> np.ndarray:
 
 
 def animate_clip(pipe, clip: TestClip, *, steps: int, guidance_scale: float, seed: int, fusion: str,
-                 context_frames: int, context_overlap: int, init_from_reference: bool = False) -> np.ndarray:
+                 context_frames: int, context_overlap: int, init_from_reference: bool = False,
+                 init_strength: float = 1.0) -> np.ndarray:
     """(N, H, W, 3) uint8 frames the pipeline makes for one test clip."""
     out = pipe(clip.reference, clip.densepose, num_inference_steps=steps, guidance_scale=guidance_scale,
                generator=torch.Generator("cpu").manual_seed(seed), fusion=fusion, context_frames=context_frames,
-               context_overlap=context_overlap, init_from_reference=init_from_reference)
+               context_overlap=context_overlap, init_from_reference=init_from_reference,
+               init_strength=init_strength)
     frames = _to_uint8(out.videos if hasattr(out, "videos") else out[0])
     if frames.shape != clip.ground_truth.shape:
         raise ValueError(f"pipeline returned {frames.shape}, expected {clip.ground_truth.shape}")
@@ -139,10 +141,10 @@ def animate_clip(pipe, clip: TestClip, *, steps: int, guidance_scale: float, see
 
 def run_methods(pipe, clips: Sequence[TestClip], methods: Sequence[str], *, steps: int, guidance_scale: float,
                 seed: int, context_frames: int, context_overlap: int, init_from_reference: bool = False,
-                progress: bool = True) -> Dict[str, dict]:
+                init_strength: float = 1.0, progress: bool = True) -> Dict[str, dict]:
     """Scores (mean over clips, and per clip) of each method: ``reference``, ``vae`` (ground truth through
     the VAE), ``stage1``, ``stage2`` (tapered), ``stage2_parity`` or ``stage2_noise`` (tapered, started from
-    pure noise whatever ``init_from_reference`` says)."""
+    pure noise, all steps, whatever ``init_from_reference`` and ``init_strength`` say)."""
     known = ("reference", "vae", "stage1", "stage2", "stage2_parity", "stage2_noise")
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -161,7 +163,8 @@ def run_methods(pipe, clips: Sequence[TestClip], methods: Sequence[str], *, step
                 frames = animate_clip(model, clip, steps=steps, guidance_scale=guidance_scale, seed=seed,
                                       fusion="parity" if method == "stage2_parity" else "tapered",
                                       context_frames=context_frames, context_overlap=context_overlap,
-                                      init_from_reference=init_from_reference and method != "stage2_noise")
+                                      init_from_reference=init_from_reference and method != "stage2_noise",
+                                      init_strength=1.0 if method == "stage2_noise" else init_strength)
             per_clip[clip.video_id] = score_video(frames, clip.ground_truth)
         mean = {k: float(np.mean([s[k] for s in per_clip.values()])) for k in METRICS}
         results[method] = {"mean": mean, "clips": per_clip}
@@ -201,7 +204,7 @@ def write_report(report: dict, json_path, md_path) -> None:
 GATE_SETTINGS = dict(num_clips=2, num_frames=32, steps=8, seed=1, context_frames=8, context_overlap=2)
 
 
-def gate_results(pipe, guidance_scale: float, init_from_reference: bool = False,
+def gate_results(pipe, guidance_scale: float, init_from_reference: bool = False, init_strength: float = 1.0,
                  progress: bool = False) -> Dict[str, dict]:
     """The gate methods under GATE_SETTINGS, with the demo's guidance scale and initialisation."""
     s = GATE_SETTINGS
@@ -209,6 +212,7 @@ def gate_results(pipe, guidance_scale: float, init_from_reference: bool = False,
     return run_methods(pipe, clips, ["reference", "stage1", "stage2"], steps=s["steps"],
                        guidance_scale=guidance_scale, seed=s["seed"], context_frames=s["context_frames"],
                        context_overlap=s["context_overlap"], init_from_reference=init_from_reference,
+                       init_strength=init_strength,
                        progress=progress)
 
 

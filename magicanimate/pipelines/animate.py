@@ -247,7 +247,7 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
                 context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
                 controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
                 sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk,
-                init_from_reference=cfg.init_from_reference)
+                init_from_reference=cfg.init_from_reference, init_strength=cfg.init_strength)
     if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
         pipe(inputs.reference, inputs.control, output_type="latent", **call)
         return AnimationResult(output, grid_path(output) if cfg.grid else None,

@@ -80,6 +80,9 @@ class InferenceConfig:
     # start from the reference latent noised to the first timestep instead of pure noise (see
     # MagicAnimatePipeline.__call__); the bundled demo model needs it, the original did not do it
     init_from_reference: bool = False
+    # with init_from_reference: the fraction of the steps that is run (image-to-image strength); below 1
+    # denoising starts part-way, from the reference latent noised less
+    init_strength: float = 1.0
 
     device: str = "auto"
     dtype: str = "auto"
@@ -125,6 +128,11 @@ def validate_inference_config(cfg: Any) -> None:
         bad("offset", f"must be >= 0, got {cfg.offset}")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         bad("max_frames", f"must be >= 1, got {cfg.max_frames}")
+    if not 0.0 < cfg.init_strength <= 1.0:
+        bad("init_strength", f"must be in (0, 1], got {cfg.init_strength}")
+    if cfg.init_strength < 1.0 and not cfg.init_from_reference:
+        bad("init_strength", f"{cfg.init_strength} needs init_from_reference: true (it starts part-way through "
+                             "the schedule from the noised reference)")
     if cfg.decode_chunk < 1:
         bad("decode_chunk", f"must be >= 1, got {cfg.decode_chunk}")
 

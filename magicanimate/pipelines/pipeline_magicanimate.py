@@ -276,6 +276,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         step_callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None,
         window_callback: Optional[Callable[[int, int, Sequence[int], torch.Tensor], None]] = None,
         init_from_reference: bool = False,
+        init_strength: float = 1.0,
     ) -> MagicAnimatePipelineOutput:
         """Animate ``reference_image`` (H, W, 3) uint8 with ``control`` (N, H, W, 3) uint8 DensePose frames.
 
@@ -293,9 +294,18 @@ class MagicAnimatePipeline(DiffusionPipeline):
         of the linear schedule), and a model learns to read the frame's overall colours from that residue
         (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed"); from pure noise it then
         drifts to greyish colours. Off by default (the original starts from noise).
+        ``init_strength`` (with ``init_from_reference``): image-to-image strength, as in diffusers' img2img
+        pipelines: only the last ``int(init_strength * num_inference_steps)`` steps of the schedule are run
+        (at least one), starting from the reference latent noised to the first of them, so more of the
+        reference's layout and colours survive.
         """
         if fusion not in FUSION_MODES:
             raise InputError(f"unknown fusion mode {fusion!r}; expected one of {', '.join(FUSION_MODES)}")
+        if not 0.0 < init_strength <= 1.0:
+            raise InputError(f"init_strength must be in (0, 1], got {init_strength}")
+        if init_strength < 1.0 and not init_from_reference:
+            raise InputError(f"init_strength={init_strength} starts part-way through the schedule from the "
+                             "noised reference latent: it needs init_from_reference=True")
         if output_type not in ("pt", "latent"):
             raise InputError(f"output_type must be 'pt' or 'latent', got {output_type!r}")
         reference_image = np.asarray(reference_image)
@@ -352,13 +362,19 @@ class MagicAnimatePipeline(DiffusionPipeline):
         if tuple(latents.shape) != (1, channels, total, h, w):
             raise InputError(f"initial latents must be (1, {channels}, {total}, {h}, {w}), got {tuple(latents.shape)}")
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        if init_strength < 1.0:
+            start = len(timesteps) - max(1, int(init_strength * len(timesteps)))
+            timesteps = timesteps[start:]
+            if hasattr(self.scheduler, "set_begin_index"):  # schedulers that count their own steps
+                self.scheduler.set_begin_index(start)
         latents = latents.to(device=device, dtype=torch.float32)
         if init_from_reference:
             if not hasattr(self.scheduler, "add_noise"):
                 raise ConfigError(f"init_from_reference needs a scheduler with add_noise; "
                                   f"{type(self.scheduler).__name__} has none")
             clean = ref_latent.to(torch.float32)[:, :, None].expand(-1, -1, total, -1, -1)
-            latents = self.scheduler.add_noise(clean, latents, self.scheduler.timesteps[:1])
+            latents = self.scheduler.add_noise(clean, latents, timesteps[:1])
         else:
             latents = latents * self.scheduler.init_noise_sigma
         step_kwargs = {}
@@ -371,7 +387,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         my_windows = shard(len(schedule), rank, world)
         weights = [schedule.weight_tensor(k, device=device).view(1, 1, -1, 1, 1) for k in range(len(schedule))]
 
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+        for i, t in enumerate(self.progress_bar(timesteps)):
             model_in = self.scheduler.scale_model_input(latents, t).to(dtype)
             banks = self.appearance_encoder(ref_latent, t, encoder_hidden_states=text_c.to(
                 self.appearance_encoder.dtype))

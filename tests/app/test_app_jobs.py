@@ -305,7 +305,8 @@ def test_queue_limit_and_model_names(tmp_path):
 
 
 def test_bundled_demo_runs_with_its_own_initialisation(tmp_path):
-    # the page does not offer init_from_reference: a job on the bundled demo takes it from demo/settings.yaml
+    # the page does not offer init_from_reference / init_strength: a job on the bundled demo takes them from
+    # demo/settings.yaml
     demo = Path(__file__).resolve().parents[2] / "demo"
     if not (demo / "model" / "model_index.json").is_file():
         pytest.skip("no bundled demo model in this checkout (demo/model)")
@@ -319,7 +320,9 @@ def test_bundled_demo_runs_with_its_own_initialisation(tmp_path):
     job.wait(300)
     service.shutdown()
     assert job.state == DONE, job.error
-    assert OmegaConf.load(job.output.config).init_from_reference is expected
+    resolved = OmegaConf.load(job.output.config)
+    assert resolved.init_from_reference is expected
+    assert resolved.init_strength == float(settings.get("init_strength", 1.0))
 
 
 def test_progress_text_and_fraction():

@@ -99,11 +99,13 @@ def gates(pipe):
     assert recorded["settings"]["guidance_scale"] == settings.guidance_scale
     init = bool(settings.get("init_from_reference", False))
     assert recorded["settings"]["init_from_reference"] == init
+    strength = float(settings.get("init_strength", 1.0))
+    assert recorded["settings"].get("init_strength", 1.0) == strength
     assert {k: recorded["settings"].get(k) for k in GATE_SETTINGS} == GATE_SETTINGS
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see test_no_argument_demo_writes_video_and_grid
     try:
-        results = gate_results(pipe, float(settings.guidance_scale), init)
+        results = gate_results(pipe, float(settings.guidance_scale), init, strength)
     finally:
         torch.set_num_threads(threads)
     return results, recorded["margins"]

@@ -235,3 +235,12 @@ def test_original_layout_with_clip_instead_of_saved_embedding(files, tmp_path):
     pipe = MagicAnimatePipeline.from_original(WeightsConfig(root=str(root)))
     ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
     torch.testing.assert_close(pipe.empty_prompt_embeds(), encoder(ids)[0], rtol=0, atol=1e-6)
+
+
+def test_init_strength_flag(files, tmp_path, capsys):
+    _fails(files, tmp_path, capsys, *_args(files, tmp_path / "out" / "x.mp4", "--init-strength", "0.5"),
+           expect=["init_strength", "init_from_reference"])
+    out = tmp_path / "out" / "s.mp4"
+    assert animate_cli.main(_args(files, out, "--init-from-reference", "--init-strength", "0.5", "--no-grid")) == 0
+    saved = load_inference_config(out.with_name("s_config.yaml"))
+    assert saved.init_from_reference is True and saved.init_strength == 0.5

@@ -35,6 +35,11 @@ def test_value_checks():
         new_inference_config(fit="squash")
     with pytest.raises(ConfigError):
         new_inference_config(no_such_key=1)
+    with pytest.raises(ConfigError, match="init_strength: must be in"):
+        new_inference_config(init_from_reference=True, init_strength=1.5)
+    with pytest.raises(ConfigError, match="init_strength: 0.5 needs init_from_reference"):
+        new_inference_config(init_strength=0.5)
+    assert new_inference_config(init_from_reference=True, init_strength=0.5).init_strength == 0.5
 
 
 def _write(tmp_path, **values):

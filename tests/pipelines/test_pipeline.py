@@ -224,3 +224,43 @@ def test_init_from_reference_starts_from_the_noised_reference_latent(pipe, input
     expected = ab.sqrt() * z_ref.double()[:, :, None] + (1 - ab).sqrt() * noise.double()
     torch.testing.assert_close(start.double(), expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(first[False][1], noise * pipe.scheduler.init_noise_sigma, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scheduler_cls", ["DDIMScheduler", "EulerDiscreteScheduler"])
+def test_init_strength_runs_the_tail_of_the_schedule_from_the_noised_reference(pipe, inputs, scheduler_cls):
+    import copy
+
+    import diffusers
+
+    ref, control = inputs
+    p = copy.copy(pipe)
+    p.register_modules(scheduler=getattr(diffusers, scheduler_cls).from_config(pipe.scheduler.config))
+    steps, strength = 5, 0.59  # int(0.59 * 5) = 2 steps (diffusers img2img rounds down): the last two of 5
+    seen = []
+    shape = p(ref, control[:1], output_type="latent", **KW).latents.shape
+    noise = torch.randn((1, shape[1], len(control), *shape[3:]), generator=torch.Generator().manual_seed(4))
+    out = p(ref, control, latents=noise, init_from_reference=True, init_strength=strength, output_type="latent",
+            step_callback=lambda i, t, x, e: seen.append((int(t), x.clone())),
+            **dict(KW, num_inference_steps=steps))
+    full = getattr(diffusers, scheduler_cls).from_config(pipe.scheduler.config)
+    full.set_timesteps(steps)
+    assert [t for t, _ in seen] == [int(t) for t in full.timesteps[3:]]
+    x = torch.from_numpy(ref).float().permute(2, 0, 1)[None] / 127.5 - 1.0
+    with torch.no_grad():
+        z_ref = p.vae.encode(x).latent_dist.mean * p.vae.config.scaling_factor
+    z = z_ref.double()[:, :, None]
+    if scheduler_cls == "DDIMScheduler":  # x_t = sqrt(ab) z + sqrt(1 - ab) eps
+        ab = full.alphas_cumprod[seen[0][0]].double()
+        expected = ab.sqrt() * z + (1 - ab).sqrt() * noise.double()
+    else:  # Euler's parameterisation: x = z + sigma eps at the starting step's sigma
+        expected = z + full.sigmas[3].double() * noise.double()
+    torch.testing.assert_close(seen[0][1].double(), expected, rtol=0, atol=1e-4)
+    assert torch.isfinite(out.latents).all()
+
+
+def test_init_strength_is_checked(pipe, inputs):
+    ref, control = inputs
+    with pytest.raises(InputError, match="init_strength must be in"):
+        pipe(ref, control, init_from_reference=True, init_strength=0.0, output_type="latent", **KW)
+    with pytest.raises(InputError, match="needs init_from_reference"):
+        pipe(ref, control, init_strength=0.5, output_type="latent", **KW)
