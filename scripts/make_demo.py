@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the bundled demo model: dataset -> tiny VAE -> base UNet -> stage 1 -> stage 2 -> demo/.
+"""Reproduce the bundled demo model: dataset -> tiny VAE -> base UNet -> stage 1 (+ decay) -> stage 2 -> demo/.
 
     python scripts/make_demo.py                       # the full recipe (configs/demo/recipe.yaml), ~1 h on 2 cores
     python scripts/make_demo.py --scale 0.1 run_dir=outputs/demo/quick --no-ship   # a smoke run
@@ -46,6 +46,13 @@ def _run(name: str, cmd: list, log_dir: Path, threads: int) -> float:
     return seconds
 
 
+def _init_from(export: Path) -> list:
+    """train.py overrides that start a run from a stage-1 export's UNet, appearance encoder and ControlNet."""
+    return [f"model.unet={export / 'pipeline' / 'unet'}",
+            f"model.appearance_encoder={export / 'MagicAnimate' / 'appearance_encoder'}",
+            f"model.controlnet={export / 'MagicAnimate' / 'densepose_controlnet'}"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "demo" / "recipe.yaml"))
@@ -63,7 +70,8 @@ def main(argv=None) -> int:
     try:
         cfg_node = load_config(RecipeConfig, args.config, args.overrides)
         cfg = to_object(cfg_node)
-        for part in (cfg.vae, cfg.stage1, cfg.stage2):  # relative to the checkout when not to the working folder
+        # relative to the checkout when not to the working folder
+        for part in (cfg.vae, cfg.stage1, cfg.stage1_decay, cfg.stage2):
             if not Path(part.config).is_absolute() and not Path(part.config).exists():
                 part.config = str(REPO_ROOT / part.config)
         run = Path(cfg.run_dir)
@@ -117,16 +125,25 @@ def main(argv=None) -> int:
                                               f"output_dir={s1}", f"seed={cfg.seed}",
                                               f"max_train_steps={scaled(cfg.stage1.steps)}", *cfg.stage1.overrides],
                                    logs, cfg.threads)
-        s2 = run / "stage2"
         exp1 = s1 / "export"
-        if fresh(s2 / "export" / "pipeline" / "model_index.json"):
+        if cfg.stage1_decay.steps > 0:
+            s1d = run / "stage1_decay"
+            if fresh(s1d / "export" / "pipeline" / "model_index.json") or "stage1" in times:
+                if s1d.exists():
+                    shutil.rmtree(s1d)
+                times["stage1_decay"] = _run("stage1_decay", [
+                    py, scripts / "train.py", "--config", cfg.stage1_decay.config, *common, f"output_dir={s1d}",
+                    f"seed={cfg.seed + 2}", *_init_from(exp1), f"max_train_steps={scaled(cfg.stage1_decay.steps)}",
+                    *cfg.stage1_decay.overrides], logs, cfg.threads)
+            exp1 = s1d / "export"
+        s2 = run / "stage2"
+        # a stage retrained in this call makes the stages built on it stale
+        if fresh(s2 / "export" / "pipeline" / "model_index.json") or {"stage1", "stage1_decay"} & set(times):
             if s2.exists():
                 shutil.rmtree(s2)
             times["stage2"] = _run("stage2", [py, scripts / "train.py", "--config", cfg.stage2.config, *common,
                                               f"output_dir={s2}", f"seed={cfg.seed + 1}",
-                                              f"model.unet={exp1 / 'pipeline' / 'unet'}",
-                                              f"model.appearance_encoder={exp1 / 'MagicAnimate' / 'appearance_encoder'}",
-                                              f"model.controlnet={exp1 / 'MagicAnimate' / 'densepose_controlnet'}",
+                                              *_init_from(exp1),
                                               f"max_train_steps={scaled(cfg.stage2.steps)}", *cfg.stage2.overrides],
                                    logs, cfg.threads)
         with open(run / "times.json", "a") as fh:

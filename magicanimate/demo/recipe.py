@@ -180,5 +180,8 @@ class RecipeConfig:
     vae: RecipeVAEConfig = field(default_factory=RecipeVAEConfig)
     base_unet: BaseUNetConfig = field(default_factory=BaseUNetConfig)
     stage1: RecipeStageConfig = field(default_factory=lambda: RecipeStageConfig(config="configs/demo/stage1.yaml"))
+    # the decay phase of stage 1 (learning rate to zero from the stage-1 export); steps 0 skips it
+    stage1_decay: RecipeStageConfig = field(
+        default_factory=lambda: RecipeStageConfig(config="configs/demo/stage1_decay.yaml", steps=0))
     stage2: RecipeStageConfig = field(default_factory=lambda: RecipeStageConfig(config="configs/demo/stage2.yaml"))
     ship: RecipeShipConfig = field(default_factory=RecipeShipConfig)
