@@ -5,7 +5,8 @@
 
 Writes <out>/results.json and <out>/results.md (default benchmarks/demo): PSNR, SSIM, L1 and temporal error
 of the reference-repeated baseline, stage 1 only, stage 2 (tapered) on short clips, and tapered vs parity
-fusion on long clips; and, with --gates, the margins of the CI quality gates to <pipeline>/../quality_gates.json.
+fusion on long clips; with --copy-test N, the copy test on train vs test dancers; and, with --gates, the
+margins of the CI quality gates to <pipeline>/../quality_gates.json.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "demo")
     ap.add_argument("--gates", action="store_true", help="also measure the CI quality-gate margins")
+    ap.add_argument("--copy-test", type=int, default=0, metavar="N",
+                    help="also the copy test on N train and N test dancers with textured backgrounds (target = "
+                         "reference; a gap between the splits means memorised training appearances)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -77,11 +81,16 @@ def main(argv=None) -> int:
             long_clips = bm.synthetic_test_clips(args.clips, args.long_frames)
             sections[f"long clips: {args.clips} x {args.long_frames} frames, fusion modes"] = bm.run_methods(
                 pipe, long_clips, ["reference", "stage2", "stage2_parity"], **common)
+        if args.copy_test:
+            for split, res in bm.copy_test(pipe, args.copy_test, **common).items():
+                sections[f"copy test: {args.copy_test} {split} dancers with textured backgrounds, 8 frames, "
+                         f"target = reference"] = res
+        copy_note = " Copy test: every target frame is the reference (frame 0, its own DensePose)." * bool(args.copy_test)
         notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), "
                  f"{'from the noised reference latent' if init else 'from pure noise'}"
                  f"{f' (strength {strength:g})' if init and strength < 1 else ''}, seed "
-                 f"{args.seed}, 64x64, CPU; reference = frame 0 of each held-out test video, scored frames 1..N. "
-                 f"Pipeline: {shown}. Took {time.time() - start:.0f} s.")
+                 f"{args.seed}, 64x64, CPU; reference = frame 0 of each held-out test video, scored frames 1..N."
+                 f"{copy_note} Pipeline: {shown}. Took {time.time() - start:.0f} s.")
         report = {"pipeline": str(shown), "settings": {"steps": steps, "guidance_scale": guidance,
                   "context_frames": cf, "context_overlap": co, "init_from_reference": init,
                   "init_strength": strength, "seed": args.seed},

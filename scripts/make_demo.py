@@ -117,13 +117,17 @@ def main(argv=None) -> int:
         common = [f"model.base_model={base}", f"model.prompt_embeds={base / 'prompt_embeds.safetensors'}",
                   f"data.root={data / 'train'}"]
 
+        def videos(stage) -> list:
+            return [] if stage.videos is None else [f"data.max_videos={stage.videos}"]
+
         s1 = run / "stage1"
         if fresh(s1 / "export" / "pipeline" / "model_index.json"):
             if s1.exists():
                 shutil.rmtree(s1)
             times["stage1"] = _run("stage1", [py, scripts / "train.py", "--config", cfg.stage1.config, *common,
                                               f"output_dir={s1}", f"seed={cfg.seed}",
-                                              f"max_train_steps={scaled(cfg.stage1.steps)}", *cfg.stage1.overrides],
+                                              f"max_train_steps={scaled(cfg.stage1.steps)}", *videos(cfg.stage1),
+                                              *cfg.stage1.overrides],
                                    logs, cfg.threads)
         exp1 = s1 / "export"
         if cfg.stage1_decay.steps > 0:
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
                 times["stage1_decay"] = _run("stage1_decay", [
                     py, scripts / "train.py", "--config", cfg.stage1_decay.config, *common, f"output_dir={s1d}",
                     f"seed={cfg.seed + 2}", *_init_from(exp1), f"max_train_steps={scaled(cfg.stage1_decay.steps)}",
-                    *cfg.stage1_decay.overrides], logs, cfg.threads)
+                    *videos(cfg.stage1_decay), *cfg.stage1_decay.overrides], logs, cfg.threads)
             exp1 = s1d / "export"
         s2 = run / "stage2"
         # a stage retrained in this call makes the stages built on it stale
@@ -144,7 +148,8 @@ def main(argv=None) -> int:
             times["stage2"] = _run("stage2", [py, scripts / "train.py", "--config", cfg.stage2.config, *common,
                                               f"output_dir={s2}", f"seed={cfg.seed + 1}",
                                               *_init_from(exp1),
-                                              f"max_train_steps={scaled(cfg.stage2.steps)}", *cfg.stage2.overrides],
+                                              f"max_train_steps={scaled(cfg.stage2.steps)}", *videos(cfg.stage2),
+                                              *cfg.stage2.overrides],
                                    logs, cfg.threads)
         with open(run / "times.json", "a") as fh:
             fh.write(json.dumps({"scale": args.scale, **{k: round(v, 1) for k, v in times.items()}}) + "\n")

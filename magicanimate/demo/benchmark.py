@@ -61,6 +61,35 @@ def synthetic_test_clips(num_clips: int, num_frames: int, size: int = 64, *, see
     return clips
 
 
+# Background kinds with fine structure, where copying through reference attention shows (smooth ones a model
+# can redraw from the noised reference's residue alone).
+TEXTURED_BACKGROUNDS = ("checker", "noise")
+
+
+def copy_test_clips(num_clips: int, split: str, *, num_frames: int = 8, size: int = 64, seed: int = 0,
+                    backgrounds: Optional[Sequence[str]] = None) -> List[TestClip]:
+    """Clips for the copy test: every target frame is the reference itself (frame 0 of the video, its own
+    DensePose repeated). A model that learned to copy through reference attention reproduces it for any
+    identity; one that memorised its training dancers does so only for ``split="train"`` (the first videos
+    of the recipe's train split with ``seed``). ``backgrounds``: only identities with these background
+    kinds (e.g. :data:`TEXTURED_BACKGROUNDS`), the first ``num_clips`` such videos of the split."""
+    from magicanimate.data.synthetic import render_clip
+    from magicanimate.data.synthetic_body import Identity
+    from magicanimate.data.synthetic_dataset import plan_dataset
+
+    search = max(64, 50 * num_clips)
+    clips = []
+    for video in plan_dataset({split: search}, seed)[split]:
+        if backgrounds is not None and Identity.from_seed(video["identity_seed"]).background not in backgrounds:
+            continue
+        c = render_clip(video["identity_seed"], video["motion_seed"], 1, size)
+        clips.append(TestClip(video["id"], c.rgb[0], np.repeat(c.densepose[:1], num_frames, axis=0),
+                              np.repeat(c.rgb[:1], num_frames, axis=0)))
+        if len(clips) == num_clips:
+            return clips
+    raise ValueError(f"only {len(clips)} of the first {search} {split} videos have backgrounds {backgrounds}")
+
+
 def temporal_error(generated: np.ndarray, ground_truth: np.ndarray) -> float:
     """Mean |(g[t+1]-g[t]) - (y[t+1]-y[t])| on 0..255 over all pixels and consecutive pairs."""
     if generated.shape != ground_truth.shape:
@@ -169,6 +198,17 @@ def run_methods(pipe, clips: Sequence[TestClip], methods: Sequence[str], *, step
         mean = {k: float(np.mean([s[k] for s in per_clip.values()])) for k in METRICS}
         results[method] = {"mean": mean, "clips": per_clip}
     return results
+
+
+def copy_test(pipe, num_clips: int, *, splits: Sequence[str] = ("train", "test"),
+              backgrounds: Optional[Sequence[str]] = TEXTURED_BACKGROUNDS, num_frames: int = 8,
+              **kwargs) -> Dict[str, Dict[str, dict]]:
+    """Copy test per split (see :func:`copy_test_clips`): the VAE's reconstruction (the ceiling) and stage 2
+    against the reference itself. ``kwargs`` go to :func:`run_methods` (steps, guidance, ...); a large gap
+    between the train and test splits means the model memorised its training appearances."""
+    return {split: run_methods(pipe, copy_test_clips(num_clips, split, num_frames=num_frames,
+                                                     backgrounds=backgrounds), ["vae", "stage2"], **kwargs)
+            for split in splits}
 
 
 LABELS = {"reference": "reference image repeated (baseline)", "vae": "ground truth through the VAE (ceiling)", "stage1": "stage 1 only (no motion modules)",

@@ -160,6 +160,8 @@ class RecipeVAEConfig:
 class RecipeStageConfig:
     config: str = MISSING
     steps: int = 1000
+    # train on the first N train dancers only (data.max_videos; None = all of them)
+    videos: Optional[int] = None
     overrides: List[str] = field(default_factory=list)
 
 

@@ -92,6 +92,9 @@ class DataConfig:
     # tiktok: a text file of video ids (one per line, ranges like 00001-00335 allowed, # comments);
     # ted: the subfolder (train | test). None = every video found.
     split: Optional[str] = None
+    # Only the first N videos found (in the layout's id order; None = all): e.g. one dataset written once,
+    # and a stage trained on a subset of its identities.
+    max_videos: Optional[int] = None
     height: int = 512
     width: int = 512
     crop: str = "random"  # random | center
@@ -235,6 +238,8 @@ def validate_train_config(cfg: TrainConfig, source: str = "config") -> None:
         raise ConfigError(f"{source}: data.sample=video trains clips; it needs model.use_motion_module=true")
     if cfg.checkpoints_total_limit is not None and cfg.checkpoints_total_limit < 1:
         raise ConfigError(f"{source}: checkpoints_total_limit must be >= 1 or null")
+    if cfg.data.max_videos is not None and cfg.data.max_videos < 1:
+        raise ConfigError(f"{source}: data.max_videos must be >= 1 or null (got {cfg.data.max_videos})")
     if cfg.loss.snr_gamma is not None and cfg.loss.snr_gamma <= 0:
         raise ConfigError(f"{source}: loss.snr_gamma must be > 0 or null")
 

@@ -19,12 +19,18 @@ REPO = Path(__file__).resolve().parents[2]
 def test_recipe_smoke_run_ships_a_working_demo(tmp_path):
     run, demo = tmp_path / "run", tmp_path / "demo"
     cmd = [sys.executable, str(REPO / "scripts" / "make_demo.py"), "--scale", "0.001", f"run_dir={run}",
-           "threads=1", "data.train=2", "data.val=1", "data.test=1", "data.frames=10",
+           "threads=1", "data.train=2", "stage1.videos=1", "data.val=1", "data.test=1", "data.frames=10",
            "vae.train_on_dataset=true", f"ship.demo_dir={demo}", "ship.frames=9"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for step in ("dataset", "vae", "stage1", "stage1_decay", "stage2"):
         assert (run / "logs" / f"{step}.log").is_file(), step
+    from omegaconf import OmegaConf
+
+    # stage 1 on the first train dancer only (stage1.videos), the decay phase and stage 2 on both
+    assert OmegaConf.load(run / "stage1" / "config.yaml").data.max_videos == 1
+    assert OmegaConf.load(run / "stage1_decay" / "config.yaml").data.max_videos is None
+    assert OmegaConf.load(run / "stage2" / "config.yaml").data.max_videos is None
     vae_metrics = json.loads((run / "vae" / "metrics.json").read_text())
     assert vae_metrics["steps"] == 10  # 10000 steps x 0.001
     assert json.loads((run / "base" / "vae" / "config.json").read_text())["scaling_factor"] == \
@@ -47,7 +53,6 @@ def test_recipe_smoke_run_ships_a_working_demo(tmp_path):
     for k, v in decayed.unet.state_dict().items():
         torch.testing.assert_close(spatial[k], v, rtol=0, atol=0)
     assert any(not torch.equal(v, stage1.unet.state_dict()[k]) for k, v in decayed.unet.state_dict().items())
-    from omegaconf import OmegaConf
 
     shipped = OmegaConf.to_container(OmegaConf.load(demo / "settings.yaml"))
     assert shipped == OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "demo" / "recipe.yaml").ship.settings)

@@ -47,6 +47,18 @@ def test_generic_folder_sample_shapes_and_pairing(tmp_path):
     assert torch.equal(s["pixel_values"][:, 0], s["reference"])
 
 
+def test_max_videos_keeps_the_first_videos_in_id_order(tmp_path):
+    make_folder_dataset(tmp_path, num_videos=3, num_frames=4, height=32, width=32)
+    ids = [e.video_id for e in discover_videos(data_cfg(tmp_path))]
+    assert len(ids) == 3 and ids == sorted(ids)
+    ds = VideoPoseDataset.from_config(data_cfg(tmp_path, max_videos=2))
+    assert [e.video_id for e in ds.entries] == ids[:2]
+    # the same samples as the full dataset's for those videos (a subset, not a different dataset)
+    full = VideoPoseDataset.from_config(data_cfg(tmp_path))
+    assert torch.equal(ds[(1, FRAME, 7)]["pixel_values"], full[(1, FRAME, 7)]["pixel_values"])
+    assert len(VideoPoseDataset.from_config(data_cfg(tmp_path, max_videos=10)).entries) == 3
+
+
 def test_clip_samples_have_stride(tmp_path):
     make_folder_dataset(tmp_path, num_videos=1, num_frames=12, height=32, width=32)
     ds = VideoPoseDataset.from_config(data_cfg(tmp_path, sample="video", num_frames=4, frame_stride=3))

@@ -123,6 +123,8 @@ def test_config_errors(tiny_env, tmp_path):
         load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path, "train.motion_modules=true"))
     with pytest.raises(ConfigError, match="tau1"):
         load_train_config(STAGE2, tiny_overrides(tiny_env, tmp_path, "data.tau1=0.5", "data.tau2=0.2"))
+    with pytest.raises(ConfigError, match="data.max_videos"):
+        load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path, "data.max_videos=0"))
     # The shipped full-size configs load and declare the two stages.
     for name, trains in (("stage1", {"appearance_encoder", "controlnet"}), ("stage2", {"motion_modules"})):
         cfg = load_train_config(REPO / f"configs/training/{name}.yaml")
