@@ -168,14 +168,6 @@ class Job:
         return self.done_event.wait(timeout)
 
 
-def _torch_threads() -> Optional[int]:
-    """The calling thread's torch thread count (None without torch loaded: nothing to pass on)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else None
-
-
 class JobQueue:
     """One worker thread per model; each runs its model's jobs one at a time in submission order.
 
@@ -206,7 +198,7 @@ class JobQueue:
             waiting.append(job)
             self._update_positions(job.model)
             if job.model not in self._workers:
-                worker = threading.Thread(target=self._work, args=(job.model, _torch_threads()), daemon=True,
+                worker = threading.Thread(target=self._work, args=(job.model,), daemon=True,
                                           name=f"jobs[{job.model}]")
                 self._workers[job.model] = worker
                 worker.start()
@@ -259,13 +251,7 @@ class JobQueue:
         job.error = error
         job.done_event.set()
 
-    def _work(self, model: str, threads: Optional[int] = None) -> None:
-        if threads is not None:
-            # OpenMP's thread count is per OS thread: without this a worker computes with the default count,
-            # not the one the server was started with (and float rounding then differs from the CLI's)
-            import torch
-
-            torch.set_num_threads(threads)
+    def _work(self, model: str) -> None:
         while True:
             with self._lock:
                 while not self._waiting[model] and not self._closed:
