@@ -82,9 +82,10 @@ def main(argv=None) -> int:
             sections[f"long clips: {args.clips} x {args.long_frames} frames, fusion modes"] = bm.run_methods(
                 pipe, long_clips, ["reference", "stage2", "stage2_parity"], **common)
         if args.copy_test:
-            for split, res in bm.copy_test(pipe, args.copy_test, **common).items():
-                sections[f"copy test: {args.copy_test} {split} dancers with textured backgrounds, 8 frames, "
-                         f"target = reference"] = res
+            frames = 8
+            for split, res in bm.copy_test(pipe, args.copy_test, num_frames=frames, **common).items():
+                sections[f"copy test: {args.copy_test} {split} dancers with textured backgrounds, {frames} "
+                         f"frames, target = reference"] = res
         copy_note = " Copy test: every target frame is the reference (frame 0, its own DensePose)." * bool(args.copy_test)
         notes = (f"Settings: {steps} DDIM steps, guidance {guidance}, context {cf} frames (overlap {co}), "
                  f"{'from the noised reference latent' if init else 'from pure noise'}"

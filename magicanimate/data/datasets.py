@@ -132,9 +132,8 @@ def discover_videos(cfg) -> List[VideoEntry]:
         raise InputError(f"{root}: dataset root not found")
     finder = {"generic": _discover_generic, "tiktok": _discover_tiktok, "ted": _discover_ted}[cfg.layout]
     entries = finder(root, cfg)
-    max_videos = getattr(cfg, "max_videos", None)
-    if max_videos is not None:
-        entries = entries[:max_videos]
+    if cfg.max_videos is not None:
+        entries = entries[:cfg.max_videos]
     if not entries:
         raise InputError(f"{root}: no videos found for data.layout={cfg.layout} (see README 'Training' for "
                          "the expected folder layout)")
