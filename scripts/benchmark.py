@@ -62,7 +62,7 @@ def run_one(args) -> dict:
     import psutil
     import torch
 
-    from magicanimate.pipelines.tiny import tiny_pipeline
+    from magicanimate.testing import tiny_pipeline
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -114,7 +114,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         lines.append(row)
     lines.append("")
     lines.append(f"{meta['device']}, {meta['threads']} threads, {meta['steps']} DDIM steps, tiny model "
-                 f"(magicanimate.pipelines.tiny), torch {meta['torch']}, {meta['date']}.")
+                 f"(magicanimate.testing), torch {meta['torch']}, {meta['date']}.")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from magicanimate.data.synthetic_dataset import write_synthetic_dataset  # noqa: E402
+from magicanimate.demo.synthetic.dataset import write_synthetic_dataset  # noqa: E402
 from magicanimate.errors import MagicAnimateError  # noqa: E402
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from magicanimate.config import add_config_arguments, load_config, to_object  # noqa: E402
 from magicanimate.errors import MagicAnimateError  # noqa: E402
-from magicanimate.training.tiny_vae import TinyVAETrainConfig, train_tiny_vae  # noqa: E402
+from magicanimate.demo.tiny_vae import TinyVAETrainConfig, train_tiny_vae  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

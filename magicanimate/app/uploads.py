@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from magicanimate.data.densepose import validate_densepose_video
-from magicanimate.data.video import VideoReader, read_image
+from magicanimate.media import VideoReader, read_image
 from magicanimate.errors import ConfigError, InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
 from magicanimate.data.densepose import NUM_PARTS, flip_parts, parts_from_rgb, render_parts
-from magicanimate.data.video import IMAGE_EXTENSIONS, VideoReader, list_frame_files, read_image
+from magicanimate.media import IMAGE_EXTENSIONS, VideoReader, list_frame_files, read_image
 from magicanimate.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)

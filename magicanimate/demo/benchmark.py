@@ -51,8 +51,8 @@ def synthetic_test_clips(num_clips: int, num_frames: int, size: int = 64, *, see
     """The first ``num_clips`` videos of a split (default: test) of a synthetic dataset with ``seed`` (as
     scripts/make_synthetic_dataset.py writes them), rendered in memory: reference = frame 0, then
     ``num_frames`` frames to animate. Settings such as the guidance scale are chosen on ``split="val"``."""
-    from magicanimate.data.synthetic import render_clip
-    from magicanimate.data.synthetic_dataset import plan_dataset
+    from magicanimate.demo.synthetic.render import render_clip
+    from magicanimate.demo.synthetic.dataset import plan_dataset
 
     clips = []
     for video in plan_dataset({split: num_clips}, seed)[split]:
@@ -73,9 +73,9 @@ def copy_test_clips(num_clips: int, split: str, *, num_frames: int = 8, size: in
     identity; one that memorised its training dancers does so only for ``split="train"`` (the first videos
     of the recipe's train split with ``seed``). ``backgrounds``: only identities with these background
     kinds (e.g. :data:`TEXTURED_BACKGROUNDS`), the first ``num_clips`` such videos of the split."""
-    from magicanimate.data.synthetic import render_clip
-    from magicanimate.data.synthetic_body import Identity
-    from magicanimate.data.synthetic_dataset import plan_dataset
+    from magicanimate.demo.synthetic.render import render_clip
+    from magicanimate.demo.synthetic.body import Identity
+    from magicanimate.demo.synthetic.dataset import plan_dataset
 
     search = max(64, 50 * num_clips)
     clips = []

@@ -97,7 +97,7 @@ def unet2d_from_unet3d_folder(folder):
 
 
 def _read_frames(folder: Path) -> np.ndarray:
-    from magicanimate.data.video import read_video
+    from magicanimate.media import read_video
 
     return read_video(folder).frames
 
@@ -109,7 +109,7 @@ def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: i
     ``settings.yaml`` (the demo's sampler settings for ``scripts/animate.py``)."""
     from omegaconf import OmegaConf
 
-    from magicanimate.data.video import write_image, write_video
+    from magicanimate.media import write_image, write_video
 
     pipeline_dir, demo_dir = Path(pipeline_dir), Path(demo_dir)
     if not (pipeline_dir / "model_index.json").is_file():

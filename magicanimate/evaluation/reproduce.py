@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from magicanimate.data.video import read_video, write_image
+from magicanimate.media import read_video, write_image
 from magicanimate.errors import ConfigError, InputError
 from magicanimate.evaluation.harness import EvalOptions, evaluate_folders, markdown_table, write_results
 

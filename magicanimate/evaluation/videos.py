@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from magicanimate.data.video import IMAGE_EXTENSIONS, natural_key, read_video
+from magicanimate.media import IMAGE_EXTENSIONS, natural_key, read_video
 from magicanimate.errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")

@@ -379,7 +379,7 @@ def extract_densepose(
         estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
     """
     start = time.perf_counter()
-    from magicanimate.data.video import VideoReader, VideoWriter, read_image
+    from magicanimate.media import VideoReader, VideoWriter, read_image
 
     input, output = Path(input), Path(output)
     check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing, fps=fps)

@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from magicanimate.data.densepose import validate_densepose_video
-from magicanimate.data.video import VideoReader, VideoWriter, read_image, write_image, write_video
+from magicanimate.media import VideoReader, VideoWriter, read_image, write_image, write_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.config import InferenceConfig, new_inference_config, validate_inference_config
 from magicanimate.pipelines.inputs import Box, fit_frames, fit_frame, output_size, pad_into, pad_to_multiple

@@ -31,7 +31,7 @@ def check_validation_inputs(cfg) -> None:
 
 
 def load_validation_inputs(cfg):
-    from magicanimate.data.video import VideoReader, read_image
+    from magicanimate.media import VideoReader, read_image
     from magicanimate.pipelines.inputs import fit_frame, fit_frames
 
     v = cfg.validation
@@ -45,7 +45,7 @@ def load_validation_inputs(cfg):
 
 def run_validation(accelerator, module, cfg, step: int) -> Path | None:
     """Generate the validation clip with the current weights; return its path on the main process."""
-    from magicanimate.data.video import write_video
+    from magicanimate.media import write_video
     from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
     from magicanimate.training.builder import make_noise_scheduler
 

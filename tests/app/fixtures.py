@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from magicanimate.data.video import write_image, write_video
-from tests.pipelines.helpers import densepose_video, reference_image
+from magicanimate.media import write_image, write_video
+from magicanimate.testing import densepose_video, reference_image
 
 FPS = 8.0
 
 
 def make_model(folder: Path) -> Path:
     """A saved tiny random pipeline (frame sizes: multiples of 64)."""
-    from magicanimate.pipelines.tiny import tiny_pipeline
+    from magicanimate.testing import tiny_pipeline
 
     tiny_pipeline(seed=0).save_pretrained(folder)
     return folder

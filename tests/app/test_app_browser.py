@@ -42,7 +42,7 @@ if not Path(CHROMIUM).is_file():
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from magicanimate.data.video import read_video  # noqa: E402
+from magicanimate.media import read_video  # noqa: E402
 
 JOB_TIMEOUT = 240.0
 

@@ -18,7 +18,7 @@ from magicanimate.app.jobs import CANCELLED, DONE, FAILED, Job, JobQueue, Progre
 from magicanimate.app.models import DEMO_MODEL, ModelCache, ModelRegistry, parse_model_arg
 from magicanimate.app.service import DemoService, JobSettings, inference_values
 from magicanimate.app.uploads import Cancelled, MotionConverter
-from magicanimate.data.video import read_video
+from magicanimate.media import read_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.windows import make_schedule
 
@@ -202,8 +202,8 @@ def test_converted_motion_is_used_and_shown(tiny_model, inputs, tmp_path, shared
 
         def convert(self, source, output, *, size, align_to=None, cancelled=None):
             self.calls.append((Path(source).name, size, Path(align_to).name if align_to else None))
-            from magicanimate.data.video import write_video
-            from tests.pipelines.helpers import densepose_video
+            from magicanimate.media import write_video
+            from magicanimate.testing import densepose_video
 
             write_video(output, densepose_video(4, size, size), 8.0)
             return Path(output)
@@ -360,7 +360,7 @@ def test_real_pose_environment_converts_a_video(tmp_path, inputs):
     from skimage import data
 
     from magicanimate.data.densepose import validate_densepose_video
-    from magicanimate.data.video import write_image, write_video
+    from magicanimate.media import write_image, write_video
 
     photo = cv2.resize(data.astronaut(), (192, 192), interpolation=cv2.INTER_AREA)
     frames = np.stack([np.roll(photo, 3 * i, axis=1) for i in range(6)])

@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from magicanimate.data import densepose as dp
-from magicanimate.data.video import read_video, write_video
+from magicanimate.media import read_video, write_video
 from magicanimate.errors import InputError
 
 # DESIGN.md §1, written out: floor(I * 255 / 24) for I = 0..24.
@@ -89,7 +89,7 @@ def test_render_inverse_round_trip_exact():
 
 
 def test_render_inverse_through_png(tmp_path):
-    from magicanimate.data.video import read_image, write_image
+    from magicanimate.media import read_image, write_image
 
     m = blob_maps(n=1)[0]
     write_image(tmp_path / "dp.png", dp.render_parts(m))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magicanimate.data import video as video_mod
-from magicanimate.data.video import (
+from magicanimate import media as video_mod
+from magicanimate.media import (
     VideoReader,
     VideoWriter,
     list_frame_files,
@@ -93,7 +93,7 @@ def test_writer_backends_round_trip(tmp_path, backend):
 
 
 def test_writer_falls_back_to_imageio_ffmpeg(monkeypatch, tmp_path):
-    monkeypatch.setattr(video_mod, "_pyav_has_libx264", lambda: False)
+    monkeypatch.setattr(video_mod.writer, "_pyav_has_libx264", lambda: False)
     assert VideoWriter(tmp_path / "a.mp4", 25).backend == "imageio-ffmpeg"
 
 
@@ -120,7 +120,7 @@ def test_decord_and_pyav_agree(clip):
 
 def test_pyav_fallback_without_decord(clip, monkeypatch):
     """An arm64-style environment (no decord) reads through PyAV."""
-    monkeypatch.setattr(video_mod, "_decord", None)
+    monkeypatch.setattr(video_mod.probing, "_decord", None)
     assert not video_mod.decord_available()
     reader = VideoReader(clip[0])
     assert reader.backend == "pyav"
@@ -134,7 +134,7 @@ def test_module_works_where_decord_cannot_be_imported(clip):
     code = textwrap.dedent(f"""
         import sys
         sys.modules["decord"] = None  # makes `import decord` raise ImportError
-        from magicanimate.data import video
+        from magicanimate import media as video
         assert not video.decord_available()
         v = video.read_video({str(clip[0])!r})
         assert v.frames.shape == (10, 48, 64, 3), v.frames.shape
@@ -152,7 +152,7 @@ def test_pyav_fallback_when_decord_fails(clip, monkeypatch):
         def __init__(self, path):
             raise RuntimeError("decord cannot open this")
 
-    monkeypatch.setattr(video_mod, "_DecordBackend", Broken)
+    monkeypatch.setattr(video_mod.readers, "_DecordBackend", Broken)
     with VideoReader(clip[0]) as reader:
         assert reader.backend == "pyav" and len(reader) == 10
 

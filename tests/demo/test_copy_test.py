@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from magicanimate.data.synthetic import render_clip
-from magicanimate.data.synthetic_body import Identity
-from magicanimate.data.synthetic_dataset import plan_dataset
+from magicanimate.demo.synthetic.render import render_clip
+from magicanimate.demo.synthetic.body import Identity
+from magicanimate.demo.synthetic.dataset import plan_dataset
 from magicanimate.demo import benchmark as bm
 
 MODEL = Path(__file__).resolve().parents[2] / "demo" / "model"

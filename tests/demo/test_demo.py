@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from magicanimate.data.video import read_video
+from magicanimate.media import read_video
 from magicanimate.errors import WeightsError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from magicanimate.data.video import write_image, write_video
+from magicanimate.media import write_image, write_video
 from magicanimate.evaluation.harness import RANDOM_WARNING
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate.py"

@@ -55,7 +55,7 @@ def test_resize_frames_bilinear_to_ground_truth_size():
 
 
 def test_discover_videos(tmp_path):
-    from magicanimate.data.video import write_image
+    from magicanimate.media import write_image
 
     (tmp_path / "a.mp4").write_bytes(b"")
     write_image(tmp_path / "b" / "0001.png", np.zeros((4, 4, 3), np.uint8))

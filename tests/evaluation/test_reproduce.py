@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from magicanimate.data.video import read_video, write_image, write_video
+from magicanimate.media import read_video, write_image, write_video
 from magicanimate.errors import ConfigError, InputError
 from magicanimate.evaluation.config import load_eval_config
 from magicanimate.evaluation.reproduce import read_split, run_reproduction

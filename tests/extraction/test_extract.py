@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from magicanimate.data.densepose import PART_NAMES, parts_from_rgb, validate_densepose_video
-from magicanimate.data.video import VideoReader, read_video, write_video
+from magicanimate.media import VideoReader, read_video, write_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.extraction import backends, cli, extract as E
 from magicanimate.extraction.landmarks import PoseFrame

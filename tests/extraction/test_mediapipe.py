@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from magicanimate.data.densepose import PART_NAMES, parts_from_rgb, validate_densepose_video
-from magicanimate.data.video import VideoReader, write_image, write_video
+from magicanimate.media import VideoReader, write_image, write_video
 from magicanimate.errors import InputError
 from magicanimate.extraction import extract as E
 from magicanimate.extraction import landmarks as L

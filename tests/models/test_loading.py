@@ -27,7 +27,8 @@ from magicanimate.models import (
 )
 
 from .conftest import diffusers_folder
-from .tiny import TINY_CONFIGS, randomize_, tiny_unet2d
+from magicanimate.testing import TINY_CONFIGS, randomize_
+from magicanimate.testing import tiny_unet2d_variant as tiny_unet2d
 
 REPO = Path(__file__).resolve().parents[2]
 

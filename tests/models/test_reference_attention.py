@@ -17,7 +17,9 @@ from magicanimate.models import (
 )
 from magicanimate.models.context import ForwardContext, current_context, forward_context
 
-from .tiny import TINY_CONFIGS, inputs, randomize_, tiny_unet2d
+from magicanimate.testing import TINY_CONFIGS, randomize_
+from magicanimate.testing import tiny_unet2d_variant as tiny_unet2d
+from magicanimate.testing import variant_inputs as inputs
 
 NAME = "two_levels"
 

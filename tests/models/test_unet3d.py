@@ -11,7 +11,9 @@ from magicanimate.models import UNet3DMotionModel, WindowGroupNorm
 from magicanimate.models.context import ForwardContext, current_context, forward_context
 from magicanimate.models.norms import PerFrameGroupNorm
 
-from .tiny import TINY_CONFIGS, inputs, randomize_, tiny_unet2d
+from magicanimate.testing import TINY_CONFIGS, randomize_
+from magicanimate.testing import tiny_unet2d_variant as tiny_unet2d
+from magicanimate.testing import variant_inputs as inputs
 
 CONFIGS = sorted(TINY_CONFIGS)
 

@@ -1,28 +1,4 @@
-"""Small inputs for pipeline tests: a moving DensePose-coloured figure and a reference image."""
-
-import numpy as np
-
-from magicanimate.data.densepose import render_parts
-
-
-def densepose_video(frames: int, height: int = 64, width: int = 64) -> np.ndarray:
-    out = []
-    for i in range(frames):
-        parts = np.zeros((height, width), dtype=np.int64)
-        x = 4 + (3 * i) % max(1, width - 24)
-        parts[height // 4: 3 * height // 4, x: x + 12] = 2
-        parts[height // 8: height // 4, x + 3: x + 9] = 23
-        parts[height // 3: height // 2, x + 12: x + 18] = 16
-        out.append(render_parts(parts))
-    return np.stack(out)
-
-
-def reference_image(height: int = 64, width: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), np.full_like(x, 128)], -1)
-    img[height // 4: 3 * height // 4, width // 3: 2 * width // 3] = rng.integers(0, 255, 3)
-    return img.astype(np.uint8)
+"""Pipeline-test helpers beyond magicanimate.testing: the original release's folder layout."""
 
 
 def save_original_layout(pipe, root):
@@ -33,7 +9,7 @@ def save_original_layout(pipe, root):
     from safetensors.torch import save_file
 
     from magicanimate.models import unet3d_state_dict_to_original
-    from magicanimate.pipelines.tiny import tiny_unet2d
+    from magicanimate.testing import tiny_unet2d
 
     root = Path(root)
     sd, ma = root / "stable-diffusion-v1-5", root / "MagicAnimate"
@@ -50,21 +26,3 @@ def save_original_layout(pipe, root):
     embeds = root / "prompt_embeds.safetensors"
     save_file({"prompt_embeds": pipe.empty_prompt_embeds().contiguous()}, str(embeds))
     return embeds
-
-
-def tiny_clip(folder):
-    """A 4-token CLIP tokenizer and a one-layer CLIP text model of width 24 (the tiny UNet's text width)."""
-    import json
-
-    import torch
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-    torch.manual_seed(0)
-    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=24, intermediate_size=32, num_hidden_layers=1,
-                                           num_attention_heads=2, max_position_embeddings=77, bos_token_id=0,
-                                           eos_token_id=1, pad_token_id=1)).eval()
-    return encoder, tokenizer

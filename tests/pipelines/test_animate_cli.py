@@ -13,12 +13,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from magicanimate.data.video import VideoReader, write_video
+from magicanimate.media import VideoReader, write_video
 from magicanimate.pipelines.animate import prepare
 from magicanimate.pipelines.config import load_inference_config, new_inference_config
-from magicanimate.pipelines.tiny import tiny_pipeline
+from magicanimate.testing import tiny_pipeline
 
-from .helpers import densepose_video, reference_image, save_original_layout, tiny_clip
+from magicanimate.testing import densepose_video, reference_image, tiny_clip
+
+from .helpers import save_original_layout
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "animate.py"

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from magicanimate.pipelines.tiny import tiny_pipeline
+from magicanimate.testing import tiny_pipeline
 
-from .helpers import densepose_video, reference_image
+from magicanimate.testing import densepose_video, reference_image
 
 # 18 frames in windows of 8 with overlap 3: windows start at 0, 5, 10 -> 3 windows, split 2 + 1
 KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, output_type="latent")

@@ -6,10 +6,10 @@ import torch
 
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
-from magicanimate.pipelines.tiny import tiny_pipeline
+from magicanimate.testing import tiny_pipeline
 from magicanimate.pipelines.windows import make_schedule
 
-from .helpers import densepose_video, reference_image, tiny_clip
+from magicanimate.testing import densepose_video, reference_image, tiny_clip
 
 KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, guidance_scale=7.5)
 

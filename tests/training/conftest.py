@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from .data_utils import make_folder_dataset
-from .tiny_models import make_tiny_base
+from magicanimate.testing import make_tiny_base
 
 REPO = Path(__file__).resolve().parents[2]
 

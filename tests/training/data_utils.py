@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from magicanimate.data.densepose import render_parts
-from magicanimate.data.video import write_video
+from magicanimate.media import write_video
 
 
 def part_maps(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from PIL import Image
 from magicanimate.data.datasets import (CLIP, FRAME, SELF, SampleBatchSampler, VideoPoseDataset, discover_videos,
                                         read_split_file, validate_videos)
 from magicanimate.data.densepose import PALETTE, render_parts
-from magicanimate.data.video import write_video
+from magicanimate.media import write_video
 from magicanimate.errors import InputError
 from magicanimate.training.config import DataConfig
 

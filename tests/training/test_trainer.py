@@ -76,7 +76,7 @@ def test_stages_change_only_declared_weights_and_export_runs_in_the_pipeline(tin
     assert (exp2 / "MagicAnimate" / "temporal_attention" / "temporal_attention.ckpt").is_file()
 
     # ---- the exports load strictly and animate
-    from magicanimate.data.video import read_video, write_video
+    from magicanimate.media import read_video, write_video
     from magicanimate.models import load_magicanimate
     from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 
@@ -125,7 +125,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_env, tmp_path):
     for run in ("a", "b"):
         clips = sorted(p.name for p in (tmp_path / run / "validation").glob("*.mp4"))
         assert clips == ["step-0000004.mp4"]
-    from magicanimate.data.video import read_video
+    from magicanimate.media import read_video
 
     assert read_video(tmp_path / "a/validation/step-0000004.mp4").frames.shape == (3, 32, 96, 3)
 
@@ -134,7 +134,7 @@ def _validation_inputs(tmp_path):
     from PIL import Image
 
     from magicanimate.data.densepose import render_parts
-    from magicanimate.data.video import write_video
+    from magicanimate.media import write_video
 
     from .data_utils import frames_for, part_maps
 

@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from magicanimate.data.synthetic import Identity, Motion, render_clip
-from magicanimate.data.synthetic_dataset import SPLITS, plan_dataset, read_manifest, write_synthetic_dataset
+from magicanimate.demo.synthetic import Identity, Motion, render_clip
+from magicanimate.demo.synthetic.dataset import SPLITS, plan_dataset, read_manifest, write_synthetic_dataset
 from magicanimate.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[2]

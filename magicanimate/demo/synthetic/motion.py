@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from magicanimate.data.synthetic_body import Pose
+from magicanimate.demo.synthetic.body import Pose
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Disjoint splits: split number ``k`` (train 0, val 1, test 2) only ever gets iden
 ``≡ k (mod 3)``, so no identity and no motion of one split occurs in another, whatever the counts. The
 seeds are drawn from the dataset seed, so two datasets with different seeds differ. ``manifest.json``
 lists every video with its identity and motion seeds (which reproduce it through
-:func:`magicanimate.data.synthetic.render_clip`).
+:func:`magicanimate.demo.synthetic.render.render_clip`).
 
 Each video folder is written under a temporary name and renamed when complete; the manifest is written
 last, so a folder with a manifest is a complete dataset.
@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from magicanimate.data.synthetic import frame_size, render_clip
-from magicanimate.data.synthetic_body import Identity
+from magicanimate.demo.synthetic.render import frame_size, render_clip
+from magicanimate.demo.synthetic.body import Identity
 from magicanimate.errors import ConfigError, InputError
 from magicanimate.utils.files import atomic_path
 

@@ -142,7 +142,7 @@ def load_tiny_vae(path: str | Path):
 
 
 def _read_png_folder(folder: Path) -> list[np.ndarray]:
-    from magicanimate.data.video import read_image
+    from magicanimate.media import read_image
 
     return [read_image(f) for f in sorted(folder.glob("*.png"))]
 
@@ -152,8 +152,8 @@ def load_frames(cfg: TinyVAEDataConfig, split: str, *, progress: bool = True) ->
     import cv2
 
     if cfg.root is None:
-        from magicanimate.data.synthetic import render_clip
-        from magicanimate.data.synthetic_dataset import plan_dataset
+        from magicanimate.demo.synthetic.render import render_clip
+        from magicanimate.demo.synthetic.dataset import plan_dataset
 
         n = cfg.train_videos if split == "train" else cfg.test_videos
         plan = plan_dataset({split: n}, cfg.seed)[split]

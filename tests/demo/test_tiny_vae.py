@@ -9,9 +9,9 @@ from safetensors.torch import load_file, save_file
 from skimage.metrics import peak_signal_noise_ratio
 
 from magicanimate.config import load_config, to_object
-from magicanimate.data.synthetic import render_clip
+from magicanimate.demo.synthetic.render import render_clip
 from magicanimate.errors import ConfigError, WeightsError
-from magicanimate.training.tiny_vae import (
+from magicanimate.demo.tiny_vae import (
     WEIGHTS_NAME,
     TinyVAEModelConfig,
     TinyVAETrainConfig,
@@ -118,7 +118,7 @@ def test_bad_model_config_is_a_config_error():
 
 
 def test_schedule_progress_follows_the_budget_that_ends_first():
-    from magicanimate.training.tiny_vae import _progress
+    from magicanimate.demo.tiny_vae import _progress
 
     assert _progress(50, 100, 0.0, 0.0) == 0.5
     assert _progress(10, 100, 30.0, 1.0) == 0.5  # half the CPU minute is gone
@@ -136,7 +136,7 @@ def _crop_config(tmp_path, crop: int):
 def test_training_on_crops_gives_a_whole_frame_vae(tmp_path):
     cfg = _crop_config(tmp_path, 8)
     seen = []
-    import magicanimate.training.tiny_vae as tv
+    import magicanimate.demo.tiny_vae as tv
 
     real_loss = tv.vae_loss
 

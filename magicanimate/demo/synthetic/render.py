@@ -1,7 +1,7 @@
 """Synthetic dancers: RGB frames and their exact DensePose conditioning, deterministic by seed.
 
-A dancer is an :class:`~magicanimate.data.synthetic_body.Identity` (proportions, clothes, hair, background;
-from an identity seed) moving along a :class:`~magicanimate.data.synthetic_motion.Motion` (from a motion
+A dancer is an :class:`~magicanimate.demo.synthetic.body.Identity` (proportions, clothes, hair, background;
+from an identity seed) moving along a :class:`~magicanimate.demo.synthetic.motion.Motion` (from a motion
 seed). :func:`render_clip` renders both streams at any size:
 
 - ``rgb``: (F, H, W, 3) uint8, anti-aliased by supersampling;
@@ -9,7 +9,7 @@ seed). :func:`render_clip` renders both streams at any size:
   :func:`magicanimate.data.densepose.render_parts`; every pixel one of the 25 palette colours);
 - ``parts``: (F, H, W) uint8 part indices 0..24 and ``coverage``: (F, H, W) float32 person coverage.
 
-How the two streams agree is stated precisely in :mod:`magicanimate.data.synthetic_body`.
+How the two streams agree is stated precisely in :mod:`magicanimate.demo.synthetic.body`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from magicanimate.data import densepose
-from magicanimate.data.synthetic_body import SEG, Identity, Pose, Projection, rasterise, segment_part_tables
-from magicanimate.data.synthetic_motion import Motion
+from magicanimate.demo.synthetic.body import SEG, Identity, Pose, Projection, rasterise, segment_part_tables
+from magicanimate.demo.synthetic.motion import Motion
 from magicanimate.errors import ConfigError
 
 __all__ = [

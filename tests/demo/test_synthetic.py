@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from magicanimate.data import densepose
-from magicanimate.data.synthetic import Identity, Motion, Pose, render_background, render_clip, render_frame
+from magicanimate.demo.synthetic import Identity, Motion, Pose, render_background, render_clip, render_frame
 from magicanimate.errors import ConfigError
 
 PART = {name: i for i, name in enumerate(densepose.PART_NAMES)}
