@@ -12,7 +12,7 @@ import logging
 import sys
 
 from magicanimate.errors import MagicAnimateError
-from magicanimate.models.convert import convert_checkpoint_to_safetensors, convert_magicanimate_folder
+from magicanimate.models.checkpoints import convert_checkpoint_to_safetensors, convert_magicanimate_folder
 
 
 def main(argv: list[str] | None = None) -> int:

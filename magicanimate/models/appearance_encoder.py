@@ -25,6 +25,7 @@ from ..errors import ConfigError, InputError
 from .pretrained import StrictPretrainedMixin
 from .context import context_preserving_checkpoint, forward_context
 from .reference_attention import install_reference_processors
+from .state_dicts import check_keys, expected_shapes, load_strict
 from .unet3d import unet3d_config_from_unet2d
 
 TRIMMED_BLOCK_PARTS = ("attn1", "norm2", "attn2", "norm3", "ff")
@@ -63,13 +64,28 @@ class AppearanceEncoderModel(StrictPretrainedMixin, UNet2DConditionModel):
     @classmethod
     def from_unet2d(cls, unet2d: UNet2DConditionModel) -> "AppearanceEncoderModel":
         """Copy of a diffusers UNet (e.g. SD1.5's) with the dead tail dropped."""
-        from .convert import appearance_state_dict_from_unet2d
-
         model = cls.from_config({k: v for k, v in unet2d.config.items() if not k.startswith("_")})
         if unet2d.dtype != model.dtype:
             model.to(dtype=unet2d.dtype)
-        model.load_state_dict(appearance_state_dict_from_unet2d(unet2d.state_dict(), model), strict=True)
+        state = model.adapt_checkpoint(unet2d.state_dict(), source="UNet state dict")
+        load_strict(model, state, source="UNet state dict", what="the appearance encoder")
         return model
+
+    def adapt_checkpoint(self, state_dict: dict, *, source: str) -> dict:
+        """A full UNet's weights (SD1.5, or a released file that kept them) lose the dead tail; every other
+        difference from this model's keys is left for the strict check to report."""
+        ours = expected_shapes(self)
+        dead = set(state_dict) - set(ours)
+        if not dead:
+            return state_dict
+        last = self.reference_block_names_last
+        tail = tuple(f"{last}.{part}." for part in TRIMMED_BLOCK_PARTS)
+        tail_proj = last.rsplit(".transformer_blocks", 1)[0] + ".proj_out."
+        legit = {k for k in dead if k.startswith(tail) or k.startswith(tail_proj)
+                 or k.startswith(("conv_norm_out.", "conv_out."))}
+        check_keys(ours, {k: v for k, v in state_dict.items() if k not in legit}, source=source,
+                   what="the appearance encoder")
+        return {k: v for k, v in state_dict.items() if k in ours}
 
     # processors: the writers stay wrapped around whatever processor is set
     def set_attn_processor(self, processor) -> None:

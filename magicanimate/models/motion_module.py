@@ -8,7 +8,6 @@ its GroupNorm becomes per frame with its own group count, and ``proj_out`` start
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
@@ -39,12 +38,3 @@ def build_motion_module(channels: int, *, num_attention_heads: int = 8, num_tran
         num_positional_embeddings=max_seq_length, double_self_attention=True)
     adapt_motion_module(module, norm_num_groups)
     return module
-
-
-def motion_module_state_dict_from_original(state_dict: dict[str, torch.Tensor], *, source: str) -> dict:
-    """Module-local original names (``temporal_transformer.…``) -> ours (for one standalone module)."""
-    from .convert import unet3d_state_dict_from_original
-
-    prefix = "m.motion_modules.0."
-    mapped = unet3d_state_dict_from_original({prefix + k: v for k, v in state_dict.items()}, source=source)
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in mapped.items()}

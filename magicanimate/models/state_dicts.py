@@ -1,7 +1,16 @@
-"""Strict state-dict checks and weight-file reading shared by the models and the converter."""
+"""The one strict loader: read a weight file, check it against a model, load it.
+
+Every model load in the project goes through :func:`load_strict`: any missing or unexpected key and any
+shape mismatch raises one :class:`~magicanimate.errors.WeightsError` naming the file, what the weights were
+meant for and every offending key (diffusers' own loaders only warn and leave missing tensors
+uninitialised). Reading is format-agnostic (safetensors or a torch pickle opened with
+``weights_only=True``); what the keys of foreign formats mean is the business of
+:mod:`magicanimate.models.checkpoints`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -13,6 +22,7 @@ from ..errors import WeightsError
 logger = logging.getLogger(__name__)
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+MOTION_KEY = "motion_modules"
 
 
 def _list(names: Iterable[str], limit: int = 40) -> str:
@@ -47,8 +57,8 @@ def expected_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
-              allowed_missing: Iterable[str] = ()) -> None:
+def load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
+                allowed_missing: Iterable[str] = ()) -> None:
     """Strictly load ``state_dict`` into ``model`` (keys and shapes checked first, errors name them)."""
     check_keys(expected_shapes(model), state_dict, source=source, what=what, allowed_missing=allowed_missing)
     on_meta = any(p.device.type == "meta" for p in model.parameters())
@@ -96,8 +106,6 @@ def find_weight_file(folder: str | Path) -> Path:
 
 
 def read_config(folder: str | Path) -> dict:
-    import json
-
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise WeightsError(f"{path}: config.json not found")
@@ -110,3 +118,29 @@ def read_config(folder: str | Path) -> dict:
 def clean_config(config: Mapping) -> dict:
     """Config dict without diffusers' private bookkeeping keys (``_class_name``, ``_use_default_values``...)."""
     return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A guess at what a state dict holds, for error messages about weights given to the wrong model."""
+    keys = list(state_dict)
+    if any(k.startswith(("controlnet_cond_embedding", "controlnet_down_blocks")) for k in keys):
+        return "a ControlNet"
+    if any(MOTION_KEY in k for k in keys):
+        return "a 3D UNet / motion modules"
+    if any(k.startswith(("encoder.", "decoder.", "quant_conv")) for k in keys):
+        return "a VAE"
+    if any(k.startswith(("text_model.", "cond_stage_model.")) for k in keys):
+        return "a text encoder"
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        return "an original-format (LDM) Stable Diffusion checkpoint"
+    if keys and "conv_out.weight" not in state_dict and "conv_in.weight" in state_dict:
+        return "an appearance encoder"
+    if "conv_out.weight" in state_dict:
+        return "a 2D UNet"
+    return "an unknown model"
+
+
+def move_model(model: torch.nn.Module, torch_dtype=None, device=None) -> torch.nn.Module:
+    if torch_dtype is not None or device is not None:
+        model.to(device=device, dtype=torch_dtype)
+    return model

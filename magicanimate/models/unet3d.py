@@ -50,8 +50,8 @@ from .context import context_preserving_checkpoint, forward_context
 from .motion_module import adapt_motion_module
 from .norms import WindowGroupNorm
 from .reference_attention import ReferenceInputs, install_reference_processors, reference_block_names
+from .state_dicts import MOTION_KEY, check_keys
 
-MOTION_KEY = "motion_modules"
 
 _DOWN = {"CrossAttnDownBlock2D": (CrossAttnDownBlock2D, CrossAttnDownBlockMotion),
          "DownBlock2D": (DownBlock2D, DownBlockMotion)}
@@ -242,22 +242,10 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
 
     def load_spatial_state_dict(self, state_dict: dict, *, source: str) -> None:
         """Strictly load SD-style spatial weights; motion modules are left as they are."""
-        from .state_dicts import check_keys
-
         spatial = {k: v.shape for k, v in self.state_dict().items() if MOTION_KEY not in k}
         check_keys(spatial, state_dict, source=source, what="the spatial part of the 3D UNet")
         result = self.load_state_dict(dict(state_dict), strict=False)
         assert not result.unexpected_keys
-
-    @classmethod
-    def from_config(cls, config=None, **kwargs):
-        """diffusers' ``from_config``; also accepts the original MagicAnimate/AnimateDiff 3D UNet config
-        (``*3D`` block types, ``motion_module_kwargs``), converted by ``unet3d_config_from_original``."""
-        if isinstance(config, dict) and is_original_unet3d_config(config):
-            from .convert import unet3d_config_from_original
-
-            config = unet3d_config_from_original(config)
-        return super().from_config(config, **kwargs)
 
     # ---- parameter groups ---------------------------------------------------------------------------
     def motion_module_parameters(self) -> Iterator[nn.Parameter]:
@@ -365,12 +353,6 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
         if not return_dict:
             return (out,)
         return UNet3DOutput(sample=out)
-
-
-def is_original_unet3d_config(config: dict) -> bool:
-    """Whether a config dict is in the original (AnimateDiff/MagicAnimate UNet3DConditionModel) format."""
-    return "motion_module_kwargs" in config or any(
-        str(t).endswith("3D") for t in (*config.get("down_block_types", ()), *config.get("up_block_types", ())))
 
 
 _UNET2D_UNSUPPORTED = {

@@ -16,10 +16,11 @@ from typing import Optional
 import torch
 
 from magicanimate.errors import WeightsError
+from magicanimate.models.pretrained import load_model_folder
+from magicanimate.models.state_dicts import WEIGHT_NAMES as WEIGHT_FILES
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 MODEL_COMPONENTS = ("vae", "unet", "appearance_encoder", "controlnet")
 PIPELINE_LAYOUT = """\
   <folder>/model_index.json
@@ -35,36 +36,9 @@ def _weight_file(folder: Path) -> Optional[Path]:
     return None
 
 
-def load_state_dict_file(path: Path) -> dict:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot read weights ({exc})") from None
-
-
 def load_model_strict(cls, folder: Path, dtype: Optional[torch.dtype] = None):
-    """Build ``cls`` from ``folder/config.json`` and load its weights with strict key checking."""
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise WeightsError(f"{folder}: config.json missing")
-    weights = _weight_file(folder)
-    if weights is None:
-        raise WeightsError(f"{folder}: no {' or '.join(WEIGHT_FILES)}")
-    model = cls.from_config(cls.load_config(str(folder)))
-    state = load_state_dict_file(weights)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{weights}: weights do not match {cls.__name__}: missing keys {sorted(missing)[:20]}"
-                           f"{' ...' if len(missing) > 20 else ''} ({len(missing)}), unexpected keys "
-                           f"{sorted(unexpected)[:20]}{' ...' if len(unexpected) > 20 else ''} ({len(unexpected)})")
-    model.eval()
-    if dtype is not None:
-        model.to(dtype)
-    return model
+    """``cls`` from ``folder`` through the project's one strict loader, in eval mode."""
+    return load_model_folder(cls, folder, torch_dtype=dtype).eval()
 
 
 def missing_pipeline_files(folder: Path) -> list[str]:

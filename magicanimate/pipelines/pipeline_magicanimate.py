@@ -67,31 +67,6 @@ class PaddedFrames:
         return self.source[[min(int(i), last) for i in index]]
 
 
-def _read_inference_yaml(path: Optional[Path]) -> tuple[dict, dict]:
-    """``unet_additional_kwargs`` and ``noise_scheduler_kwargs`` of the original's ``inference.yaml``."""
-    if path is None:
-        return {}, {}
-    from omegaconf import OmegaConf
-
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
-    unknown = set(raw) - {"unet_additional_kwargs", "noise_scheduler_kwargs"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (expected unet_additional_kwargs, "
-                          "noise_scheduler_kwargs)")
-    return dict(raw.get("unet_additional_kwargs") or {}), dict(raw.get("noise_scheduler_kwargs") or {})
-
-
-def _motion_kwargs(unet2d_config, unet_additional_kwargs: dict) -> dict:
-    """Motion-module arguments of ``UNet3DMotionModel.from_unet2d`` from the original's UNet kwargs."""
-    if not unet_additional_kwargs:
-        return {}
-    from magicanimate.models import unet3d_config_from_original
-
-    converted = unet3d_config_from_original(dict(unet2d_config), unet_additional_kwargs)
-    return {k: converted[k] for k in ("use_motion_module", "motion_num_attention_heads",
-                                      "motion_num_transformer_blocks", "motion_max_seq_length") if k in converted}
-
-
 def _dist_info() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -157,22 +132,23 @@ class MagicAnimatePipeline(DiffusionPipeline):
         DensePose ControlNet, the VAE, and CLIP unless ``prompt_embeds`` is given. Strict throughout."""
         from safetensors.torch import load_file
 
-        from magicanimate.models import (UNet3DMotionModel, load_appearance_encoder, load_controlnet,
-                                         load_motion_modules, load_sd15_unet2d)
-        from magicanimate.pipelines.loading import load_model_strict
+        from magicanimate.models.checkpoints import (NetworkSources, assemble_networks, load_vae,
+                                                     motion_kwargs_from_original, read_inference_yaml)
+        from magicanimate.models.state_dicts import clean_config, read_config
         from magicanimate.pipelines.scheduling import make_scheduler
         from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
 
         spec = weights if isinstance(weights, WeightsSpec) else resolve_weights(weights)
-        unet_kwargs, scheduler_overrides = _read_inference_yaml(spec.inference_config)
-        unet2d = load_sd15_unet2d(spec.unet or spec.stable_diffusion / "unet")
-        unet = UNet3DMotionModel.from_unet2d(unet2d, **_motion_kwargs(unet2d.config, unet_kwargs))
-        del unet2d
-        report = load_motion_modules(unet, spec.motion_module)
-        logger.info("motion modules: %s (%s, %d tensors)", report.path, report.kind, report.num_tensors)
-        parts = dict(unet=unet, appearance_encoder=load_appearance_encoder(spec.appearance_encoder),
-                     controlnet=load_controlnet(spec.controlnet), vae=load_model_strict(AutoencoderKL, spec.vae),
-                     scheduler=make_scheduler("DDIMScheduler", scheduler_overrides))
+        unet_kwargs, scheduler_overrides = read_inference_yaml(spec.inference_config)
+        base_unet = spec.unet or spec.stable_diffusion / "unet"
+        motion_kwargs = motion_kwargs_from_original(clean_config(read_config(base_unet)), unet_kwargs)
+        nets = assemble_networks(NetworkSources(base_unet=base_unet, motion_module=spec.motion_module,
+                                                motion_kwargs=motion_kwargs,
+                                                appearance_encoder=spec.appearance_encoder,
+                                                controlnet=spec.controlnet))
+        unet = nets.unet
+        parts = dict(unet=unet, appearance_encoder=nets.appearance_encoder, controlnet=nets.controlnet,
+                     vae=load_vae(spec.vae), scheduler=make_scheduler("DDIMScheduler", scheduler_overrides))
         embeds = None
         if spec.prompt_embeds is not None:
             try:

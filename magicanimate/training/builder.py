@@ -63,11 +63,7 @@ def empty_prompt_embedding(base_model: Path, embeds_file: Optional[str]) -> torc
 def build_networks(cfg):
     """(vae, unet3d, appearance_encoder, controlnet, prompt_embeds) as ``cfg.model`` describes. Every
     weight file loads strictly (missing/unexpected keys are named)."""
-    from diffusers import AutoencoderKL
-
-    from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel
-    from magicanimate.models import convert
-    from magicanimate.models.controlnet import build_densepose_controlnet
+    from magicanimate.models.checkpoints import NetworkSources, assemble_networks, load_vae
 
     m = cfg.model
     base = Path(m.base_model)
@@ -77,53 +73,21 @@ def build_networks(cfg):
     vae_dir = Path(m.vae) if m.vae else base / "vae"
     if not vae_dir.is_dir():
         raise WeightsError(f"{vae_dir}: VAE folder not found")
-    vae = convert.load_pretrained_folder(AutoencoderKL, vae_dir)
-    unet2d = convert.load_sd15_unet2d(base)
-
-    if m.unet:  # one of our 3D UNet folders (e.g. the export of a stage that trained the spatial UNet)
-        unet = _unet_from_folder(Path(m.unet), m.use_motion_module, dict(m.motion_module_kwargs))
-    else:
-        unet = UNet3DMotionModel.from_unet2d(unet2d, use_motion_module=m.use_motion_module,
-                                             **dict(m.motion_module_kwargs))
-    if m.motion_module:  # mm_sd_v15.ckpt (motion only) or temporal_attention.ckpt (whole 3D UNet)
-        if not m.use_motion_module:
-            raise ConfigError("model.motion_module is set but model.use_motion_module=false")
-        convert.load_motion_modules(unet, m.motion_module)
-
-    encoder = (convert.load_appearance_encoder(m.appearance_encoder) if m.appearance_encoder
-               else AppearanceEncoderModel.from_unet2d(unet2d))
-    controlnet = convert.load_controlnet(m.controlnet) if m.controlnet else build_densepose_controlnet(
-        unet2d, conditioning_embedding_out_channels=tuple(m.controlnet_embedding_channels))
-    if controlnet.config.conditioning_channels != 3:
-        raise WeightsError(f"{m.controlnet}: the ControlNet takes {controlnet.config.conditioning_channels} "
-                           "conditioning channels; the DensePose ControlNet takes 3 (RGB)")
+    if m.motion_module and not m.use_motion_module:
+        raise ConfigError("model.motion_module is set but model.use_motion_module=false")
+    vae = load_vae(vae_dir)
+    nets = assemble_networks(NetworkSources(
+        base_unet=base / "unet", unet=Path(m.unet) if m.unet else None,
+        motion_module=Path(m.motion_module) if m.motion_module else None,
+        motion_kwargs=dict(use_motion_module=m.use_motion_module, **dict(m.motion_module_kwargs)),
+        appearance_encoder=Path(m.appearance_encoder) if m.appearance_encoder else None,
+        controlnet=Path(m.controlnet) if m.controlnet else None,
+        controlnet_embedding_channels=tuple(m.controlnet_embedding_channels)))
     prompt_embeds = empty_prompt_embedding(base, m.prompt_embeds)
-    if prompt_embeds.shape[-1] != unet.config.cross_attention_dim:
+    if prompt_embeds.shape[-1] != nets.unet.config.cross_attention_dim:
         raise WeightsError(f"empty-prompt embedding width {prompt_embeds.shape[-1]} does not match the UNet's "
-                           f"cross_attention_dim {unet.config.cross_attention_dim}")
-    del unet2d
-    return vae, unet, encoder, controlnet, prompt_embeds
-
-
-def _unet_from_folder(folder: Path, use_motion_module: bool, motion_kwargs: dict):
-    """Load our 3D UNet folder; add fresh motion modules (or drop them) when the config asks for the other kind,
-    keeping its spatial weights (e.g. stage 2 after a stage 1 that trained the spatial UNet)."""
-    from magicanimate.models import UNet3DMotionModel
-
-    loaded = UNet3DMotionModel.from_pretrained(folder)
-    if bool(loaded.config.use_motion_module) == bool(use_motion_module) and not motion_kwargs:
-        return loaded
-    config = {k: v for k, v in loaded.config.items() if not k.startswith("_")}
-    config.update(use_motion_module=use_motion_module, **motion_kwargs)
-    unet = UNet3DMotionModel.from_config(config)
-    spatial = {k: v for k, v in loaded.state_dict().items() if "motion_modules" not in k}
-    if bool(loaded.config.use_motion_module) == bool(use_motion_module):
-        unet.load_state_dict(loaded.state_dict(), strict=True)
-    else:
-        unet.load_spatial_state_dict(spatial, source=str(folder))
-        logger.info("%s: %s motion modules; spatial weights kept", folder,
-                    "added fresh" if use_motion_module else "dropped the")
-    return unet
+                           f"cross_attention_dim {nets.unet.config.cross_attention_dim}")
+    return vae, nets.unet, nets.appearance_encoder, nets.controlnet, prompt_embeds
 
 
 def build_training_module(cfg):

@@ -33,7 +33,7 @@ def _fp32_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def export_official(unet, appearance_encoder, controlnet, folder: Path) -> Path:
-    from magicanimate.models.convert import unet3d_state_dict_to_original
+    from magicanimate.models.checkpoints import unet3d_state_dict_to_original
 
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from magicanimate.models import (
-    UNet3DMotionModel,
+from magicanimate.models import UNet3DMotionModel
+from magicanimate.models.checkpoints import (
     load_appearance_encoder,
     load_controlnet,
     load_motion_modules,

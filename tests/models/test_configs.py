@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from magicanimate.errors import ConfigError
-from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel, unet3d_config_from_original
+from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel
+from magicanimate.models.checkpoints import load_unet3d_folder, unet3d_config_from_original
 from magicanimate.models.unet3d import unet3d_config_from_unet2d
 
 from .conftest import diffusers_folder
@@ -28,17 +29,17 @@ def test_both_original_config_forms_agree(original_configs):
     assert {k: a[k] for k in b} == b
     assert a["motion_max_seq_length"] == config3d["motion_module_kwargs"]["temporal_position_encoding_max_len"]
     assert a["motion_num_attention_heads"] == config3d["motion_module_kwargs"]["num_attention_heads"]
-    # from_config takes the original format directly
-    unet = UNet3DMotionModel.from_config(config3d)
+    # the translated original config builds the model
+    unet = UNet3DMotionModel.from_config(a)
     assert list(unet.config.down_block_types) == a["down_block_types"]
     assert unet.config.norm_num_groups == config3d["norm_num_groups"]
     assert unet.config.motion_norm_num_groups == 32  # the original hard-codes it
 
 
-def test_from_pretrained_accepts_an_original_folder(golden_dir, tmp_path, golden_unet3d):
+def test_unet3d_folder_loader_accepts_an_original_folder(golden_dir, tmp_path, golden_unet3d):
     folder = diffusers_folder(tmp_path / "unet", golden_dir / "unet3d" / "config.json",
                               golden_dir / "unet3d" / "weights.safetensors")
-    unet = UNet3DMotionModel.from_pretrained(folder)
+    unet = load_unet3d_folder(folder)
     ours = golden_unet3d.state_dict()
     assert all(torch.equal(v, ours[k]) for k, v in unet.state_dict().items())
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from magicanimate.models import ReferenceInputs, controlnet_residuals, fold_frames, unfold_frames
-from magicanimate.models.motion_module import build_motion_module, motion_module_state_dict_from_original
+from magicanimate.models.checkpoints import motion_module_state_dict_from_original
+from magicanimate.models.motion_module import build_motion_module
 
 TOL = 1e-4  # README §6: unet3d, motion module, banks, ControlNet
 TOL_READ = 1e-3  # README §6: denoiser_read.out_read

@@ -9,7 +9,8 @@ import pytest
 import torch
 from diffusers import ControlNetModel
 
-from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel, unet3d_state_dict_to_original
+from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel
+from magicanimate.models.checkpoints import unet3d_state_dict_to_original
 from magicanimate.models.unet3d import MOTION_KEY
 
 SD15 = dict(cross_attention_dim=768)

@@ -12,10 +12,8 @@ from diffusers import ControlNetModel
 from safetensors.torch import load_file, save_file
 
 from magicanimate.errors import WeightsError
-from magicanimate.models import (
-    AppearanceEncoderModel,
-    UNet3DMotionModel,
-    build_densepose_controlnet,
+from magicanimate.models import AppearanceEncoderModel, UNet3DMotionModel, build_densepose_controlnet
+from magicanimate.models.checkpoints import (
     load_appearance_encoder,
     load_controlnet,
     load_magicanimate,

@@ -8,7 +8,7 @@ def save_original_layout(pipe, root):
     import torch
     from safetensors.torch import save_file
 
-    from magicanimate.models import unet3d_state_dict_to_original
+    from magicanimate.models.checkpoints import unet3d_state_dict_to_original
     from magicanimate.testing import tiny_unet2d
 
     root = Path(root)

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from magicanimate.errors import ConfigError
-from magicanimate.models import UNet3DMotionModel, load_sd15_unet2d, unet3d_state_dict_to_original
+from magicanimate.models import UNet3DMotionModel
+from magicanimate.models.checkpoints import load_sd15_unet2d, unet3d_state_dict_to_original
 from magicanimate.training.config import load_train_config
 from magicanimate.training.trainer import TrainingDivergedError, list_checkpoints, train
 
@@ -77,7 +78,7 @@ def test_stages_change_only_declared_weights_and_export_runs_in_the_pipeline(tin
 
     # ---- the exports load strictly and animate
     from magicanimate.media import read_video, write_video
-    from magicanimate.models import load_magicanimate
+    from magicanimate.models.checkpoints import load_magicanimate
     from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
 
     official = load_magicanimate(tiny_env["base"], exp2 / "MagicAnimate")
