@@ -20,3 +20,11 @@ class ConfigError(MagicAnimateError, ValueError):
 
 class WeightsError(MagicAnimateError, RuntimeError):
     """A weight file or folder is missing, incomplete, or holds keys other than expected."""
+
+
+class NonFiniteError(MagicAnimateError, FloatingPointError):
+    """A computation produced NaN or infinite values (e.g. the latents during sampling)."""
+
+
+class Cancelled(MagicAnimateError):
+    """A run was cancelled (Ctrl-C, SIGTERM, or a cancel button) before it finished; nothing was written."""

@@ -1,19 +1,10 @@
 #!/usr/bin/env python
-"""The web demo: a local page to animate a photo (needs the [demo] extra: pip install -e ".[demo]").
+"""The web demo (``magicanimate-app``): a local page to animate a photo; see --help.
 
     python scripts/app.py                                  # the bundled CPU demo model, http://127.0.0.1:7860
     python scripts/app.py --weights pretrained_models      # + a weights folder (original layout or saved pipeline)
-    python scripts/app.py --weights full=pretrained_models --device cuda --pose-python ~/venv-pose/bin/python
-
-It binds to 127.0.0.1 unless --host says otherwise, and makes no public share link unless --share true.
-Results go to --output-dir (one folder per job: the video, the grid and the resolved config).
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-import os
 import sys
 from pathlib import Path
 
@@ -21,122 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from magicanimate.errors import MagicAnimateError  # noqa: E402
-
-# a local demo reports nothing to Gradio's servers (set before Gradio is imported)
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-GRADIO_MISSING = ("error: the web demo needs Gradio, which is not installed in this environment. Install the "
-                  "demo extra (preferably in its own environment, since Gradio pins pillow<13): "
-                  "pip install \"torch==2.13.0\" -e \".[demo]\"")
-
-
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ap.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    ap.add_argument("--share", type=_bool, nargs="?", const=True, default=False, metavar="true|false",
-                    help="make a public Gradio share link (default false)")
-    ap.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH",
-                    help="a weights folder to offer (original layout or a saved pipeline); repeatable")
-    ap.add_argument("--no-demo-model", dest="demo_model", action="store_false",
-                    help="do not offer the bundled demo model")
-    ap.add_argument("--example", action="append", nargs=2, default=[], metavar=("IMAGE", "MOTION"),
-                    help="an extra one-click example (reference image, motion video); repeatable")
-    ap.add_argument("--output-dir", default="samples/app", help="where job folders are written")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    ap.add_argument("--max-frames", type=int, default=300, help="longest motion video accepted (frames)")
-    ap.add_argument("--max-queue", type=int, default=16, help="jobs that may wait per model")
-    ap.add_argument("--pose-python", default=None,
-                    help="Python of the pose environment (mediapipe), used to convert raw motion videos")
-    # the page's initial settings
-    ap.add_argument("--steps", type=int, default=None, help="initial denoising steps shown on the page")
-    ap.add_argument("--guidance-scale", dest="guidance_scale", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--size", type=int, default=None, help="initial output size (longer side)")
-    ap.add_argument("--fusion", choices=["tapered", "parity"], default=None)
-    ap.add_argument("--fit", choices=["pad", "crop", "resize"], default=None)
-    return ap
-
-
-def page_defaults(args, demo_is_default: bool) -> dict:
-    """The bundled demo's own settings (demo/settings.yaml) when it is the default model, then the flags."""
-    defaults = {}
-    if demo_is_default:
-        from magicanimate.pipelines.animate import demo_config
-
-        try:
-            cfg = demo_config()
-            defaults.update(steps=cfg.steps, guidance_scale=cfg.guidance_scale, seed=cfg.seed, size=cfg.size,
-                            fusion=cfg.fusion, fit=cfg.fit)
-        except MagicAnimateError:
-            pass  # not bundled yet: the page says so when it is used
-    for key in ("steps", "guidance_scale", "seed", "size", "fusion", "fit"):
-        if getattr(args, key) is not None:
-            defaults[key] = getattr(args, key)
-    return defaults
-
-
-def bundled_examples() -> list:
-    from magicanimate.pipelines.animate import DEMO_DIR
-
-    pair = [DEMO_DIR / "reference.png", DEMO_DIR / "motion.mp4"]
-    return [[str(p) for p in pair]] if all(p.is_file() for p in pair) else []
-
-
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print(GRADIO_MISSING, file=sys.stderr)
-        return 2
-    from magicanimate.app.models import DEMO_MODEL, ModelRegistry, parse_model_arg
-    from magicanimate.app.service import DemoService
-    from magicanimate.app.ui import build_ui
-    from magicanimate.app.uploads import MotionConverter
-    from magicanimate.errors import ConfigError
-
-    try:
-        folders = dict(parse_model_arg(w) for w in args.weights)
-        registry = ModelRegistry(folders, include_demo=args.demo_model)
-        examples = bundled_examples() + [list(e) for e in args.example]
-        for pair in examples:
-            for path in pair:
-                if not Path(path).is_file():
-                    raise ConfigError(f"--example: {path}: no such file")
-        if args.max_frames < 1:
-            raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
-        service = DemoService(registry, args.output_dir, device=args.device, dtype=args.dtype,
-                              max_frames=args.max_frames, converter=MotionConverter(args.pose_python),
-                              max_waiting=args.max_queue)
-        demo = build_ui(service, examples=examples,
-                        defaults=page_defaults(args, registry.default() == DEMO_MODEL))
-    except MagicAnimateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    output_dir = Path(args.output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    allowed = [str(output_dir)] + sorted({str(Path(p).resolve().parent) for pair in examples for p in pair})
-    print(f"models: {', '.join(registry.names)}; motion conversion: {service.converter.describe()}", flush=True)
-    try:
-        demo.queue(max_size=None).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                         allowed_paths=allowed, show_error=False)
-    finally:
-        service.shutdown()
-    return 0
-
+from magicanimate.cli.app import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

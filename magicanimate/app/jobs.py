@@ -1,9 +1,10 @@
 """The job function behind the page, its progress and cancellation, and a queue per model.
 
 :func:`run_job` is :func:`magicanimate.pipelines.animate.animate` (the core of ``scripts/animate.py``) with
-a pipeline that may come from a cache, a progress report per denoising window and step, and a cancel flag
-checked between windows; it therefore writes exactly the files ``scripts/animate.py`` writes for the same
-settings and seed (result, grid, resolved config), each atomically: a cancelled or failed job leaves none.
+a pipeline that may come from a cache; its progress (per denoising window and step) and cancellation
+(checked between windows) are animate()'s own. It therefore writes exactly the files ``scripts/animate.py``
+writes for the same settings and seed (result, grid, resolved config), each atomically: a cancelled or failed
+job leaves none.
 
 :class:`JobQueue` runs one job at a time per model, first come first served, on one worker thread per model;
 waiting jobs know how many jobs are ahead of them and can be cancelled.
@@ -11,15 +12,17 @@ waiting jobs know how many jobs are ahead of them and can be cancelled.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
 
-from magicanimate.app.uploads import Cancelled
+from magicanimate.errors import Cancelled
+from magicanimate.pipelines.progress import AnimationProgress
 
 logger = logging.getLogger(__name__)
 
@@ -29,64 +32,18 @@ CANCELLING = "cancelling: stopping after the current window"
 
 
 @dataclass(frozen=True)
-class Progress:
-    """What a job is doing; ``ahead`` counts the jobs before it while it waits."""
+class Progress(AnimationProgress):
+    """A job's progress: the animation's own, plus ``ahead``, the jobs before it while it waits."""
 
-    stage: str = "queued"
+    stage: str = QUEUED
     ahead: int = 0
-    step: int = 0  # denoising steps completed
-    steps: int = 0
-    window: int = 0  # windows of the current step completed
-    windows: int = 0
-
-    def fraction(self) -> float:
-        if not self.steps:
-            return 0.0
-        per_step = 1.0 / self.steps
-        inner = self.window / self.windows if self.windows else 0.0
-        return min(1.0, self.step * per_step + inner * per_step)
 
     def text(self) -> str:
-        if self.stage == "queued":
+        if self.stage == QUEUED:
             if self.ahead <= 0:
                 return "Queued: starting next"
             return f"Queued: {self.ahead} job{'s' if self.ahead != 1 else ''} ahead of you"
-        if self.stage == "denoising" and self.steps:
-            return (f"Denoising: step {min(self.step + 1, self.steps)}/{self.steps}, "
-                    f"{self.window}/{self.windows} windows done")
-        return self.stage[:1].upper() + self.stage[1:]
-
-
-class _ObservedPipeline:
-    """Forwards everything to the real pipeline and adds step/window callbacks to its call.
-
-    :func:`animate` only calls the pipeline and sets a few attributes on it, so observing it this way keeps
-    the job on exactly the code path of ``scripts/animate.py``.
-    """
-
-    def __init__(self, pipeline, step_callback, window_callback):
-        object.__setattr__(self, "_pipeline", pipeline)
-        object.__setattr__(self, "_step_callback", step_callback)
-        object.__setattr__(self, "_window_callback", window_callback)
-
-    def __getattr__(self, name):
-        return getattr(self._pipeline, name)
-
-    def __setattr__(self, name, value):
-        setattr(self._pipeline, name, value)
-
-    def __call__(self, *args, **kwargs):
-        kwargs.setdefault("step_callback", self._step_callback)
-        kwargs.setdefault("window_callback", self._window_callback)
-        return self._pipeline(*args, **kwargs)
-
-
-def count_windows(num_frames: int, fusion: str, context_frames: int, context_overlap: int) -> int:
-    """Windows per denoising step, as the pipeline schedules them."""
-    from magicanimate.pipelines.windows import make_schedule, padded_length
-
-    total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames
-    return len(make_schedule(total, fusion, context_frames, context_overlap))
+        return super().text()
 
 
 def run_job(config, *, pipeline=None, models=None, prepared=None,
@@ -98,47 +55,24 @@ def run_job(config, *, pipeline=None, models=None, prepared=None,
     ``on_progress`` receives a :class:`Progress` after the model is ready and after every window;
     ``cancelled`` is checked before the model loads and after every window (raises :class:`Cancelled`).
     """
-    from magicanimate.pipelines.animate import (animate, as_config, load_pipeline, prepare, resolve_device,
-                                                resolve_dtype)
-
-    def check():
-        if cancelled is not None and cancelled.is_set():
-            raise Cancelled()
+    from magicanimate.pipelines.animate import animate, as_config, prepare
+    from magicanimate.pipelines.runtime import load_pipeline, resolve_dtype
+    from magicanimate.utils.devices import resolve_device
 
     report = on_progress or (lambda p: None)
+    is_cancelled = cancelled.is_set if cancelled is not None else (lambda: False)
     cfg = as_config(config)
     inputs = prepared if prepared is not None else prepare(cfg)
-    check()
+    if is_cancelled():
+        raise Cancelled("cancelled; nothing written")
     if pipeline is None:
         device = resolve_device(cfg.device)
         dtype = resolve_dtype(cfg.dtype, device)
         report(Progress(stage="loading model"))
         pipeline = (models.get(inputs.weights, device, dtype) if models is not None
                     else load_pipeline(inputs.weights, device, dtype))
-        check()
-    state = Progress(stage="denoising", steps=int(cfg.steps),
-                     windows=count_windows(len(inputs.control), cfg.fusion, cfg.context_frames,
-                                           cfg.context_overlap))
-    report(state)
-
-    def on_window(i, k, frames, pred):
-        nonlocal state
-        state = replace(state, step=i, window=state.window + 1 if state.step == i else 1)
-        report(state)
-        check()
-
-    def on_step(i, t, latents, eps):
-        nonlocal state
-        check()
-        if i + 1 == state.steps:
-            state = replace(state, stage="decoding and writing the videos", step=i + 1, window=0)
-        else:
-            state = replace(state, step=i + 1, window=0)
-        report(state)
-
-    result = animate(cfg, pipeline=_ObservedPipeline(pipeline, on_step, on_window), prepared=inputs)
-    result.pipeline = pipeline
-    return result
+    return animate(cfg, pipeline=pipeline, prepared=inputs, cancelled=is_cancelled,
+                   on_progress=lambda p: report(Progress(**dataclasses.asdict(p))))
 
 
 _ids = itertools.count(1)

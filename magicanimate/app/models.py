@@ -1,6 +1,6 @@
 """The models the page offers, and a cache that loads each of them once.
 
-A model is either the bundled CPU demo (``demo/model``, see :func:`magicanimate.pipelines.animate.demo_config`)
+A model is either the bundled CPU demo (``demo/model``, see :mod:`magicanimate.demo.bundle`)
 or a weights folder given on the command line: a saved pipeline (``model_index.json``) or the original
 release's layout (``stable-diffusion-v1-5/`` + ``MagicAnimate/``). Folders are checked when a job uses them,
 so a missing bundled demo is a readable message on the page, not a failed start.
@@ -51,13 +51,11 @@ class ModelRegistry:
     def weights(self, name: str) -> dict:
         """``WeightsConfig`` values for ``name``; WeightsError (what is missing) for an absent bundled demo."""
         if name == DEMO_MODEL and self.include_demo:
-            from omegaconf import OmegaConf
-
+            from magicanimate.demo.bundle import demo_inputs
             from magicanimate.errors import WeightsError
-            from magicanimate.pipelines.animate import demo_config
 
             try:
-                return OmegaConf.to_container(demo_config().weights)
+                return {"pipeline": demo_inputs()["weights.pipeline"]}
             except WeightsError as exc:
                 raise WeightsError(f"{exc}\nFor this page: start scripts/app.py with --weights FOLDER to offer "
                                    "another model.") from None
@@ -65,23 +63,13 @@ class ModelRegistry:
             raise ConfigError(f"unknown model {name!r}; available: {', '.join(self.names)}")
         return {"root": self.folders[name]}
 
-    def model_options(self, name: str) -> dict:
-        """Inference settings a model needs that the page does not offer: the bundled demo's
-        ``init_from_reference`` and ``init_strength`` from ``demo/settings.yaml``; nothing for other models."""
-        if name == DEMO_MODEL and self.include_demo:
-            from magicanimate.pipelines.animate import demo_config
-
-            cfg = demo_config()
-            return {"init_from_reference": bool(cfg.init_from_reference), "init_strength": float(cfg.init_strength)}
-        return {}
-
 
 class ModelCache:
     """Loads each (weights, device, dtype) once and hands the same pipeline to every later job."""
 
     def __init__(self, loader: Optional[Callable] = None):
         if loader is None:
-            from magicanimate.pipelines.animate import load_pipeline as loader
+            from magicanimate.pipelines.runtime import load_pipeline as loader
         self._loader = loader
         self._models: dict = {}
         self._lock = threading.Lock()

@@ -25,17 +25,23 @@ OUTPUT_NAME = "animation.mp4"
 EXTRACTED_NAME = "motion_densepose.mp4"
 
 
+# the inference settings the page offers (a view of InferenceConfig; the rest keep the model's or the
+# schema's defaults)
+PAGE_SETTINGS = ("steps", "guidance_scale", "seed", "fusion", "size", "fit")
+
+
 @dataclass
 class JobSettings:
-    """What the visitor chose on the page (the rest of the inference settings keep their defaults)."""
+    """What the visitor chose on the page: a partial override of the inference settings (None = the
+    model's own default, from its settings.yaml, else the schema's)."""
 
     model: str
-    steps: int = 25
-    guidance_scale: float = 7.5
-    seed: int = 1
-    fusion: str = "tapered"
-    size: int = 512
-    fit: str = "pad"
+    steps: Optional[int] = None
+    guidance_scale: Optional[float] = None
+    seed: Optional[int] = None
+    fusion: Optional[str] = None
+    size: Optional[int] = None
+    fit: Optional[str] = None
     # raw motion videos: scale/shift the extracted motion to the person in the reference image
     align_motion: bool = True
 
@@ -67,11 +73,28 @@ class JobOutput:
 
 def inference_values(settings: JobSettings, *, reference, motion, output, weights: dict, device: str,
                      dtype: str) -> dict:
-    """The InferenceConfig values a job runs with: scripts/animate.py's flags map onto the same keys."""
-    return dict(reference=str(reference), motion=str(motion), output=str(output), weights=weights,
-                steps=int(settings.steps), guidance_scale=float(settings.guidance_scale), seed=int(settings.seed),
-                fusion=settings.fusion, size=int(settings.size), fit=settings.fit, device=device, dtype=dtype,
-                progress=False)
+    """The InferenceConfig values a job sets (dotted keys): scripts/animate.py's flags map onto the same keys."""
+    values = {"reference": str(reference), "motion": str(motion), "output": str(output), "device": device,
+              "dtype": dtype, "progress": False}
+    values.update({f"weights.{k}": v for k, v in weights.items()})
+    values.update({k: getattr(settings, k) for k in PAGE_SETTINGS if getattr(settings, k) is not None})
+    return values
+
+
+def job_config(values: dict):
+    """The job's settings: the page's values over the model's own defaults (see pipelines.settings)."""
+    from magicanimate.pipelines.settings import build_inference_config
+
+    return build_inference_config(values=values)
+
+
+def page_defaults(weights: dict) -> dict:
+    """The page's initial settings for a model: its own defaults (settings.yaml), else the schema's."""
+    from magicanimate.pipelines.settings import build_inference_config
+
+    cfg = build_inference_config(values={f"weights.{k}": v for k, v in weights.items()})
+    return {k: (getattr(cfg, k).value if hasattr(getattr(cfg, k), "value") else getattr(cfg, k))
+            for k in PAGE_SETTINGS}
 
 
 class DemoService:
@@ -101,19 +124,27 @@ class DemoService:
             raise InputError(POSE_MISSING.format(name=display_name(motion)))
         # settings and weights errors (bad steps, a missing bundled demo, an incomplete folder) are reported
         # now rather than after waiting in the queue
-        from magicanimate.pipelines.config import new_inference_config
         from magicanimate.pipelines.weights import resolve_weights
 
         weights = self.registry.weights(settings.model)
-        cfg = new_inference_config(**inference_values(settings, reference=reference, motion=motion,
-                                                      output="unused.mp4", weights=weights, device=self.device,
-                                                      dtype=self.dtype))
+        cfg = job_config(inference_values(settings, reference=reference, motion=motion, output="unused.mp4",
+                                          weights=weights, device=self.device, dtype=self.dtype))
         resolve_weights(cfg.weights)
         job = Job(model=settings.model, owner=owner)
         folder = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-job{job.id}"
         job.payload = JobRequest(str(reference), str(motion), settings, folder,
                                  convert_motion=not info.is_densepose)
         return self.queue.submit(job)
+
+    def page_settings(self, model: str) -> dict:
+        """The page's settings for ``model`` before the visitor changes any: the model's own defaults
+        (its settings.yaml), else the schema's; the schema's for a model that cannot be read yet."""
+        from magicanimate.errors import MagicAnimateError
+
+        try:
+            return page_defaults(self.registry.weights(model))
+        except MagicAnimateError:
+            return page_defaults({})
 
     def cancel(self, job: Job) -> None:
         self.queue.cancel(job)
@@ -145,18 +176,16 @@ class DemoService:
         motion, extracted = Path(request.motion), False
         if request.convert_motion:
             report(Progress(stage="extracting the DensePose motion from the video"))
-            motion = self.converter.convert(request.motion, request.folder / EXTRACTED_NAME, size=settings.size,
+            size = settings.size if settings.size is not None else page_defaults(weights)["size"]
+            motion = self.converter.convert(request.motion, request.folder / EXTRACTED_NAME, size=size,
                                             align_to=request.reference if settings.align_motion else None,
                                             cancelled=job.cancel_event)
             extracted = True
         values = inference_values(settings, reference=request.reference, motion=motion,
                                   output=request.folder / OUTPUT_NAME, weights=weights, device=self.device,
                                   dtype=self.dtype)
-        values.update(self.registry.model_options(settings.model))
-        from magicanimate.pipelines.config import new_inference_config
-
         report(Progress(stage="checking the inputs"))
-        result = run_job(new_inference_config(**values), models=self.models, on_progress=report,
+        result = run_job(job_config(values), models=self.models, on_progress=report,
                          cancelled=job.cancel_event)
         config_text = result.config.read_text() if result.config else ""
         return JobOutput(video=result.video, grid=result.grid, config=result.config, config_text=config_text,

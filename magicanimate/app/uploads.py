@@ -23,7 +23,7 @@ import numpy as np
 
 from magicanimate.data.densepose import validate_densepose_video
 from magicanimate.media import VideoReader, read_image
-from magicanimate.errors import ConfigError, InputError
+from magicanimate.errors import Cancelled, ConfigError, InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTRACT_SCRIPT = REPO_ROOT / "scripts" / "extract_densepose.py"
@@ -93,8 +93,6 @@ def check_motion(path, *, max_frames: int) -> MotionInfo:
     return MotionInfo(Path(path), total, fps, size, is_densepose)
 
 
-class Cancelled(Exception):
-    """The visitor cancelled the job (raised inside the worker to stop it; never shown as an error)."""
 
 
 class MotionConverter:

@@ -104,12 +104,11 @@ def _read_frames(folder: Path) -> np.ndarray:
 
 def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: int, fps: float,
               settings: dict) -> Path:
-    """Copy a trained pipeline folder to ``<demo_dir>/model`` and write the sample inputs: ``reference.png``
-    (the held-out identity's first frame), ``motion.mp4`` (its DensePose video, ``num_frames`` long) and
-    ``settings.yaml`` (the demo's sampler settings for ``scripts/animate.py``)."""
-    from omegaconf import OmegaConf
-
+    """Copy a trained pipeline folder to ``<demo_dir>/model`` with ``settings`` as the model's own inference
+    defaults (``model/settings.yaml``), and write the sample inputs: ``reference.png`` (the held-out
+    identity's first frame) and ``motion.mp4`` (its DensePose video, ``num_frames`` long)."""
     from magicanimate.media import write_image, write_video
+    from magicanimate.pipelines.settings import write_model_settings
 
     pipeline_dir, demo_dir = Path(pipeline_dir), Path(demo_dir)
     if not (pipeline_dir / "model_index.json").is_file():
@@ -123,10 +122,9 @@ def ship_demo(pipeline_dir, data_root, demo_dir, *, video_id: str, num_frames: i
     demo_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(demo_dir / "model") as tmp:
         shutil.copytree(pipeline_dir, tmp)
+        write_model_settings(tmp, settings)
     write_image(demo_dir / "reference.png", images[0])
     write_video(demo_dir / "motion.mp4", dense[:num_frames], fps)
-    with atomic_path(demo_dir / "settings.yaml") as tmp:
-        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)))
     (demo_dir / "source.json").write_text(json.dumps(
         {"video_id": video_id, "split": Path(data_root).name, "frames": num_frames}, indent=1) + "\n")
     return demo_dir

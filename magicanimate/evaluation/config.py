@@ -15,21 +15,6 @@ from magicanimate.evaluation.harness import METRICS
 
 
 @dataclass
-class AnimationSettings:
-    """What the driver passes to the animation pipeline for every test video."""
-
-    weights_root: Optional[str] = None  # the pretrained-models root scripts/animate.py --weights takes
-    steps: int = 25
-    guidance_scale: float = 7.5
-    seed: int = 1
-    size: int = 512  # generation size; results are resized to ground truth for evaluation
-    device: str = "auto"
-    dtype: str = "auto"
-    # any other key of the inference config (configs/inference/default.yaml), passed through unchanged
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class PaperNumbers:
     """The published numbers this config reproduces (printed beside ours; null = not reported)."""
 
@@ -60,12 +45,32 @@ class EvalConfig:
     weights_dir: Optional[str] = None  # metric network weights (scripts/download_eval_weights.py)
     fvd_clips: Optional[str] = None
     batch_size: int = 8
-    animation: AnimationSettings = field(default_factory=AnimationSettings)
+    # how every test video is animated: any settings of the inference config (configs/inference/default.yaml,
+    # e.g. weights: {root: pretrained_models}, steps: 25, size: 512), over its defaults; the driver sets the
+    # inputs, the output and the frame count
+    animation: Dict[str, Any] = field(default_factory=dict)
     paper: PaperNumbers = field(default_factory=PaperNumbers)
 
 
-def load_eval_config(path=None, overrides=()):
-    """Load ``path`` strictly against :class:`EvalConfig`, then ``key=value`` overrides."""
-    from magicanimate.config import load_config
+DRIVER_KEYS = ("reference", "motion", "output", "max_frames")
 
-    return load_config(EvalConfig, path, overrides)
+
+def load_eval_config(path=None, overrides=()):
+    """Load ``path`` strictly against :class:`EvalConfig`, then ``key=value`` overrides; the ``animation``
+    section is checked against the inference config's schema."""
+    from omegaconf import OmegaConf
+
+    from magicanimate.config import load_config
+    from magicanimate.errors import ConfigError
+    from magicanimate.pipelines.config import new_inference_config
+
+    cfg = load_config(EvalConfig, path, overrides)
+    animation = OmegaConf.to_container(cfg.animation, resolve=True)
+    driven = sorted(set(animation) & set(DRIVER_KEYS))
+    if driven:
+        raise ConfigError(f"{path}: animation.{driven[0]} is set by the driver for every test video; remove it")
+    try:
+        new_inference_config(**animation)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: animation: {exc}") from None
+    return cfg

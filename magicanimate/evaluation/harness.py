@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from magicanimate.errors import InputError
+from magicanimate.utils.devices import resolve_device
 from magicanimate.evaluation import features as feats
 from magicanimate.evaluation import frame_metrics as fm
 from magicanimate.evaluation.frechet import frechet_distance_from_features
@@ -91,16 +92,6 @@ class EvalOptions:
             raise InputError(f"unknown metrics {unknown or '(none given)'}; choose from {', '.join(METRICS)}")
         if self.fvd_clips is not None and self.fvd_clips not in feats.CLIP_BUILDERS:
             raise InputError(f"unknown FVD clip builder {self.fvd_clips!r}; choose one of {sorted(feats.CLIP_BUILDERS)}")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 # Networks and features are cached per process: a validation loop or a reproduction run evaluates many

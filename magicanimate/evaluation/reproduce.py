@@ -39,7 +39,7 @@ class AnimationJob:
     motion: Path  # DensePose rendering (video file or frame folder)
     output: Path  # mp4 to write
     num_frames: int  # frames to generate (= ground-truth frames evaluated)
-    settings: object  # AnimationSettings (typed config node)
+    settings: dict  # the config's animation section: inference settings
 
 
 AnimateFn = Callable[[AnimationJob], None]
@@ -106,13 +106,9 @@ def pipeline_animate_fn() -> AnimateFn:
     state = {"pipeline": None}
 
     def run(job: AnimationJob) -> None:
-        s = job.settings
-        config = dict(OmegaConf.to_container(s.extra, resolve=True)) if s.extra else {}
+        config = dict(job.settings)
         config.update(reference=str(job.reference), motion=str(job.motion), output=str(job.output),
-                      steps=s.steps, guidance_scale=s.guidance_scale, seed=s.seed, size=s.size, device=s.device,
-                      dtype=s.dtype, max_frames=job.num_frames, grid=False, save_config=False)
-        if s.weights_root is not None:
-            config["weights"] = {"root": s.weights_root}
+                      max_frames=job.num_frames, grid=False, save_config=False)
         result = animate(config, pipeline=state["pipeline"])
         state["pipeline"] = result.pipeline
 
@@ -129,7 +125,7 @@ def generate(cfg, names: List[str], out: Path, animate_fn: AnimateFn, *, progres
         num_frames = len(list((out / "ground_truth" / name).glob("*.png")))
         job = AnimationJob(name, out / "references" / f"{name}.png",
                            _source(root, name, cfg.densepose_dir, "DensePose motion"), output, num_frames,
-                           cfg.animation)
+                           OmegaConf.to_container(cfg.animation, resolve=True))
         animate_fn(job)
         if not output.is_file():
             raise InputError(f"{output}: the animation step finished without writing its video")

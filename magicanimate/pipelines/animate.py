@@ -3,39 +3,42 @@
 Order of work (so that a bad input never costs a model load and never leaves a partial file):
 1. :func:`prepare` reads and checks every input: the reference decodes, the motion video decodes and is a
    DensePose rendering, sizes are valid, the weights folder is complete. It returns the fitted frames.
-2. :func:`load_pipeline` builds the pipeline (strict weight loading).
+2. :func:`~magicanimate.pipelines.runtime.load_pipeline` builds the pipeline (strict weight loading).
 3. :func:`animate` runs it, streaming decoded frames into the result video and the side-by-side grid
    (reference | DensePose | result), both written atomically, and saves the resolved config beside them.
+   Progress is reported per window and cancellation checked between windows (``on_progress``,
+   ``cancelled``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
 from magicanimate.data.densepose import validate_densepose_video
+from magicanimate.errors import InputError
 from magicanimate.media import VideoReader, VideoWriter, read_image, write_image, write_video
-from magicanimate.errors import ConfigError, InputError, WeightsError
-from magicanimate.pipelines.config import InferenceConfig, new_inference_config, validate_inference_config
-from magicanimate.pipelines.inputs import Box, fit_frames, fit_frame, output_size, pad_into, pad_to_multiple
+from magicanimate.pipelines.config import InferenceConfig, check_windows, validate_inference_config
+from magicanimate.pipelines.distributed import init_distributed
+from magicanimate.pipelines.inputs import Box, fit_frame, fit_frames, output_size, pad_into, pad_to_multiple
+from magicanimate.pipelines.progress import AnimationProgress, ProgressTracker
+from magicanimate.pipelines.runtime import load_pipeline, resolve_dtype
 from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
+from magicanimate.utils.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 # motion videos up to this size (after fitting) are decoded once and kept in memory; longer ones are read
 # window by window
 IN_MEMORY_BYTES = 1 << 30
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -72,30 +75,10 @@ def config_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_config.yaml")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return DTYPES[name]
-
-
 def prepare(cfg: InferenceConfig) -> PreparedInputs:
     """Read, check and fit every input; raises InputError/ConfigError/WeightsError before any model loads."""
+    from magicanimate.errors import ConfigError
+
     validate_inference_config(cfg)
     if not cfg.reference:
         raise ConfigError("reference: no reference image given (--reference IMAGE)")
@@ -119,9 +102,7 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
                          "needed")
     validate_densepose_video(sample, source=str(cfg.motion))
     weights = resolve_weights(cfg.weights)  # checks the folders before anything heavy loads
-    if weights.max_context_frames is not None and cfg.context_frames > weights.max_context_frames:
-        raise ConfigError(f"context_frames={cfg.context_frames} exceeds the motion modules' position-encoding "
-                          f"length ({weights.max_context_frames}); use at most {weights.max_context_frames}")
+    check_windows(cfg.context_frames, cfg.context_overlap, weights.max_context_frames)
 
     out_hw = output_size(sample.shape[1:3], cfg.size, cfg.width, cfg.height)
     padded_hw, box = pad_to_multiple(out_hw, weights.size_multiple)
@@ -156,73 +137,62 @@ class FittedMotion:
         return np.ascontiguousarray(pad_into(fitted, self.box, self.padded_hw, densepose=True))
 
 
-def load_pipeline(weights: WeightsSpec, device: torch.device, dtype: torch.dtype):
-    from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
-
-    if weights.pipeline is not None:
-        pipe = MagicAnimatePipeline.from_pretrained(weights.pipeline, torch_dtype=dtype)
-    else:
-        pipe = MagicAnimatePipeline.from_original(weights, torch_dtype=dtype)
-    return pipe
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
 def as_config(config) -> InferenceConfig:
+    """An InferenceConfig from a config or a dict of settings (over the model's own defaults, see
+    :mod:`magicanimate.pipelines.settings`)."""
     if OmegaConf.is_config(config):
         return config
     if isinstance(config, dict):
-        return new_inference_config(**config)
+        from magicanimate.pipelines.settings import build_inference_config
+
+        return build_inference_config(values=config)
     return OmegaConf.structured(config)
 
 
-def demo_config() -> InferenceConfig:
-    """Settings of the bundled CPU demo (``demo/``); WeightsError saying what is missing until it exists."""
-    needed = [DEMO_DIR / "model" / "model_index.json", DEMO_DIR / "reference.png", DEMO_DIR / "motion.mp4"]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise WeightsError(
-            "the bundled demo is not available yet; missing:\n  " + "\n  ".join(missing) + "\n"
-            f"It expects a saved pipeline in {DEMO_DIR / 'model'} and inputs reference.png + motion.mp4 "
-            f"(a DensePose video) in {DEMO_DIR}. Until then, run e.g.\n  python scripts/animate.py "
-            "--reference IMG --motion DENSEPOSE.mp4 --output out.mp4 --weights PRETRAINED_ROOT")
-    values = dict(reference=str(needed[1]), motion=str(needed[2]), output="samples/demo.mp4",
-                  weights={"pipeline": str(DEMO_DIR / "model")}, device="cpu")
-    settings = DEMO_DIR / "settings.yaml"
-    if settings.is_file():  # the demo's own steps/size/... (paths above stay)
-        values.update(OmegaConf.to_container(OmegaConf.load(settings)))
-    return new_inference_config(**values)
-
-
-def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) -> AnimationResult:
+def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None, *,
+            on_progress: Optional[Callable[[AnimationProgress], None]] = None,
+            cancelled: Optional[Callable[[], bool]] = None) -> AnimationResult:
     """Animate one (reference, motion) pair as ``config`` (InferenceConfig, its DictConfig, or a dict) says.
 
     ``pipeline``: an already-loaded MagicAnimatePipeline to reuse (e.g. by the web demo); otherwise it is
     loaded from ``config.weights`` after the inputs were checked. ``prepared``: the result of
-    :func:`prepare` when the caller already checked the inputs.
+    :func:`prepare` when the caller already checked the inputs. ``on_progress`` receives an
+    :class:`~magicanimate.pipelines.progress.AnimationProgress` when the model loads and after every window
+    and step; ``cancelled()`` is checked between windows (Cancelled is raised, nothing is written).
     """
     cfg = as_config(config)
     start = time.time()
     inputs = prepared if prepared is not None else prepare(cfg)
-    device = resolve_device(cfg.device)
-    rank, world, device = _init_distributed(device)
+    tracker_report = on_progress or (lambda p: None)
+    rank, _, device = init_distributed(resolve_device(cfg.device))
     dtype = resolve_dtype(cfg.dtype, device)
     seed = int(cfg.seed) if int(cfg.seed) != -1 else secrets.randbelow(2 ** 31)
+    if pipeline is None:
+        tracker_report(AnimationProgress(stage="loading model"))
+        pipeline = load_pipeline(inputs.weights, device, dtype)
+    pipe = _place(pipeline, cfg, device, rank)
+    tracker = ProgressTracker(pipe, on_progress, cancelled)
+    tracker.check()
+    call = dict(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed), fusion=cfg.fusion.value,
+                context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
+                controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
+                sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk,
+                init_from_reference=cfg.init_from_reference, init_strength=cfg.init_strength,
+                window_callback=tracker.on_window, callback_on_step_end=tracker.on_step_end,
+                callback_on_step_end_tensor_inputs=[])
+    output = Path(cfg.output)
+    if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
+        pipe(inputs.reference, inputs.control, output_type="latent", **call)
+    else:
+        _write_result(pipe, inputs, cfg, output, call)
+    saved = _save_config(cfg, seed, output) if rank == 0 else (config_path(output) if cfg.save_config else None)
+    return AnimationResult(output, grid_path(output) if cfg.grid else None, saved, seed, len(inputs.control),
+                           inputs.fps, inputs.box.height, inputs.box.width, time.time() - start, pipeline)
 
-    pipe = pipeline if pipeline is not None else load_pipeline(inputs.weights, device, dtype)
+
+def _place(pipe, cfg: InferenceConfig, device: torch.device, rank: int):
+    """The pipeline on its device (or offloaded), with this run's scheduler and progress bar."""
     if cfg.cpu_offload and device.type != "cpu":
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -234,39 +204,23 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
         from magicanimate.pipelines.scheduling import make_scheduler
 
         pipe.scheduler = make_scheduler(cfg.scheduler)
+    return pipe
 
-    output = Path(cfg.output)
-    box = inputs.box
+
+def _write_result(pipe, inputs: PreparedInputs, cfg: InferenceConfig, output: Path, call: dict) -> None:
+    """Run the pipeline, streaming frames into the result (and grid) video; both atomic."""
+    box, num_frames = inputs.box, len(inputs.control)
     ref_out = box.crop(inputs.reference)
-    num_frames = len(inputs.control)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved["seed"] = seed
-
-    call = dict(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                generator=torch.Generator("cpu").manual_seed(seed), fusion=cfg.fusion,
-                context_frames=cfg.context_frames, context_overlap=cfg.context_overlap,
-                controlnet_conditioning_scale=cfg.controlnet_conditioning_scale,
-                sequential_guidance=cfg.sequential_guidance, decode_chunk=cfg.decode_chunk,
-                init_from_reference=cfg.init_from_reference, init_strength=cfg.init_strength)
-    if rank != 0:  # this process only denoises its share of the windows; rank 0 decodes and writes
-        pipe(inputs.reference, inputs.control, output_type="latent", **call)
-        return AnimationResult(output, grid_path(output) if cfg.grid else None,
-                               config_path(output) if cfg.save_config else None, seed, num_frames, inputs.fps,
-                               box.height, box.width, time.time() - start, pipe)
-
     written = [0]
     with VideoWriter(output, inputs.fps) as video_writer:
         grid_writer = VideoWriter(grid_path(output), inputs.fps).open() if cfg.grid else None
         try:
-
             def on_frames(frames: np.ndarray) -> None:
                 frames = box.crop(frames)
                 video_writer.write(frames)
                 if grid_writer is not None:
-                    n0 = written[0]
-                    control = box.crop(inputs.control[n0:n0 + len(frames)])
-                    refs = np.broadcast_to(ref_out, frames.shape)
-                    grid_writer.write(np.concatenate([refs, control, frames], axis=2))
+                    control = box.crop(inputs.control[written[0]:written[0] + len(frames)])
+                    grid_writer.write(np.concatenate([np.broadcast_to(ref_out, frames.shape), control, frames], 2))
                 written[0] += len(frames)
 
             pipe(inputs.reference, inputs.control, frame_callback=on_frames, **call)
@@ -282,10 +236,13 @@ def animate(config, pipeline=None, prepared: Optional[PreparedInputs] = None) ->
         write_image(output.with_name(f"{output.stem}_reference.png"), ref_out)
         write_video(output.with_name(f"{output.stem}_densepose{output.suffix}"),
                     (box.crop(inputs.control[i]) for i in range(num_frames)), inputs.fps)
-    saved = None
-    if cfg.save_config:
-        from magicanimate.config import save_config
 
-        saved = save_config(OmegaConf.create(resolved), config_path(output))
-    return AnimationResult(output, grid_path(output) if cfg.grid else None, saved, seed, num_frames, inputs.fps,
-                           box.height, box.width, time.time() - start, pipe)
+
+def _save_config(cfg: InferenceConfig, seed: int, output: Path) -> Optional[Path]:
+    if not cfg.save_config:
+        return None
+    from magicanimate.config import save_config
+
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    resolved["seed"] = seed
+    return save_config(OmegaConf.create(resolved), config_path(output))

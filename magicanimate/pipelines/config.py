@@ -1,31 +1,52 @@
-"""Inference configuration: our typed schema, and the original MagicAnimate prompt-config format.
+"""Inference settings: the one typed schema (and the one home of every default) for animating a video.
 
-``InferenceConfig`` is strict (an unknown key is an error, via :func:`magicanimate.config.load_config`).
-``configs/prompts/*.yaml`` files in the original's format are read by :func:`load_original_prompt_config`:
-the keys the original's CLI used are honoured, the keys it read but never used are accepted with a warning,
-anything else is an error. :func:`jobs_from_original` turns such a file into one ``InferenceConfig`` per
-(source image, driving video) pair.
+:class:`SamplingConfig` holds what shapes the samples (steps, guidance, seed, windows, initialisation);
+:class:`InferenceConfig` adds the inputs, output, size and runtime options. Every other place that needs
+such settings is a view or a partial override of these: a saved pipeline folder's ``settings.yaml``
+(:mod:`magicanimate.pipelines.settings`), the web demo's page, the training validation (which inherits
+:class:`SamplingConfig`), the evaluation configs. The command line of ``scripts/animate.py`` is generated
+from the same fields (:mod:`magicanimate.config.cli`). Loading is strict (unknown keys are errors); value
+rules are declared with each field (:func:`magicanimate.config.setting`) and the few rules tying two
+settings together are in :func:`validate_inference_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import logging
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from enum import Enum
+from typing import Any, Optional, Sequence
 
 from omegaconf import OmegaConf
 
+from magicanimate.config import setting, validate_fields
 from magicanimate.errors import ConfigError
 
-logger = logging.getLogger(__name__)
 
-FITS = ("pad", "crop", "resize")
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+class Fusion(str, Enum):
+    """How overlapping windows are fused (see :mod:`magicanimate.pipelines.windows`)."""
+
+    tapered = "tapered"
+    parity = "parity"
+
+
+class Fit(str, Enum):
+    """How the reference (and a motion video of another aspect) is fitted to the output size."""
+
+    pad = "pad"
+    crop = "crop"
+    resize = "resize"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+FITS = tuple(m.value for m in Fit)
+DTYPES = tuple(m.value for m in DType)
 
 
 @dataclass
@@ -35,8 +56,10 @@ class WeightsConfig:
     MagicAnimate folders. ``root`` is a shortcut for the original layout under one folder
     (``root/stable-diffusion-v1-5``, ``root/MagicAnimate/...``); explicit paths override it."""
 
-    pipeline: Optional[str] = None
-    root: Optional[str] = None
+    pipeline: Optional[str] = setting(None, flag="--pipeline",
+                                      help="a folder written by MagicAnimatePipeline.save_pretrained")
+    root: Optional[str] = setting(None, flag="--weights",
+                                  help="weights root in the original layout, or a saved pipeline folder")
     stable_diffusion: Optional[str] = None
     vae: Optional[str] = None
     appearance_encoder: Optional[str] = None
@@ -44,97 +67,113 @@ class WeightsConfig:
     motion_module: Optional[str] = None
     unet: Optional[str] = None
     # a (1, 77, D) safetensors tensor "prompt_embeds": the empty-prompt embedding, so CLIP need not load
-    prompt_embeds: Optional[str] = None
+    prompt_embeds: Optional[str] = setting(None, flag="--prompt-embeds",
+                                           help="saved empty-prompt embedding (skips CLIP)")
     # the original's inference.yaml (unet_additional_kwargs / noise_scheduler_kwargs); None = built-in defaults
     inference_config: Optional[str] = None
 
 
 @dataclass
-class InferenceConfig:
-    reference: Optional[str] = None
-    motion: Optional[str] = None
-    output: str = "samples/animation.mp4"
-    weights: WeightsConfig = field(default_factory=WeightsConfig)
+class SamplingConfig:
+    """What shapes the samples; a saved pipeline may carry its own values of these (and of the size)."""
 
-    steps: int = 25
-    guidance_scale: float = 7.5
-    # -1 draws a random seed (the one used is written to the saved config)
-    seed: int = 1
-    scheduler: str = "DDIMScheduler"
-    controlnet_conditioning_scale: float = 1.0
+    steps: int = setting(25, min=1, help="denoising steps")
+    guidance_scale: float = setting(7.5, help="classifier-free guidance scale")
+    seed: int = setting(1, min=-1, help="seed of the initial noise; -1 = random (the seed used is saved)")
+    scheduler: str = setting("DDIMScheduler", help="diffusers scheduler class (MagicAnimate's noise schedule)")
+    controlnet_conditioning_scale: float = setting(1.0, min=0, help="strength of the DensePose ControlNet")
+    fusion: Fusion = setting(Fusion.tapered, help="window fusion: tapered cross-fades; parity is the original's")
+    context_frames: int = setting(16, min=1, help="frames per window (at most the motion modules' 24)")
+    context_overlap: int = setting(4, min=0, help="frames shared by consecutive windows (< context frames)")
+    # start from the reference latent noised to the first timestep instead of pure noise (see
+    # MagicAnimatePipeline.__call__); the bundled demo model needs it, the original did not do it
+    init_from_reference: bool = setting(False, help="start from the noised reference latent, not pure noise")
+    # with init_from_reference: the fraction of the steps that is run (image-to-image strength); below 1
+    # denoising starts part-way, from the reference latent noised less
+    init_strength: float = setting(1.0, gt=0, max=1, help="with --init-from-reference: fraction of the steps "
+                                                           "run, in (0, 1] (image-to-image strength)")
+
+
+@dataclass
+class InferenceConfig(SamplingConfig):
+    reference: Optional[str] = setting(None, help="reference image (png/jpg)")
+    motion: Optional[str] = setting(None, help="DensePose motion video (mp4 or a folder of frames)")
+    output: str = setting("samples/animation.mp4", help="result video path (.mp4)")
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
 
     # Output size. width/height both set: used as is (multiples of 8). Otherwise the longer side of the
     # motion video is scaled to `size` and the aspect is kept (rounded to multiples of 8).
-    size: int = 512
-    width: Optional[int] = None
-    height: Optional[int] = None
-    # how the reference (and, with width/height of another aspect, the motion video) is fitted to the output
-    fit: str = "pad"
-    fps: Optional[float] = None
-    offset: int = 0
-    max_frames: Optional[int] = None
+    size: int = setting(512, min=8, help="longer output side (the motion video's aspect is kept)")
+    width: Optional[int] = setting(None, min=8, multiple_of=8, help="output width (with --height)")
+    height: Optional[int] = setting(None, min=8, multiple_of=8, help="output height (with --width)")
+    fit: Fit = setting(Fit.pad, help="how the reference is fitted: pad (edge pixels), crop, resize")
+    fps: Optional[float] = setting(None, gt=0, help="output fps (default: the motion video's)")
+    offset: int = setting(0, min=0, help="first motion frame to use")
+    max_frames: Optional[int] = setting(None, min=1, help="use at most this many motion frames")
 
-    fusion: str = "tapered"
-    context_frames: int = 16
-    context_overlap: int = 4
-    # start from the reference latent noised to the first timestep instead of pure noise (see
-    # MagicAnimatePipeline.__call__); the bundled demo model needs it, the original did not do it
-    init_from_reference: bool = False
-    # with init_from_reference: the fraction of the steps that is run (image-to-image strength); below 1
-    # denoising starts part-way, from the reference latent noised less
-    init_strength: float = 1.0
+    device: str = setting("auto", help="auto | cpu | cuda | cuda:N | mps")
+    dtype: DType = setting(DType.auto, help="fp16 on CUDA, fp32 elsewhere by default")
+    cpu_offload: bool = setting(False, help="keep models on the CPU until used (GPU memory saver)")
+    sequential_guidance: bool = setting(False, help="run the two guidance halves one after the other "
+                                                     "(memory saver)")
+    decode_chunk: int = setting(8, min=1, help="frames per VAE decode")
+    threads: Optional[int] = setting(None, min=1, help="CPU threads for torch (default: half the available "
+                                                       "cores, at most 8; 1 on a busy shared machine)")
 
-    device: str = "auto"
-    dtype: str = "auto"
-    cpu_offload: bool = False
-    sequential_guidance: bool = False
-    decode_chunk: int = 8
-
-    grid: bool = True
+    grid: bool = setting(True, help="also write OUT_grid.mp4 (reference | DensePose | result)")
     # also write the fitted inputs: <output>_reference.png and <output>_densepose.mp4
     save_inputs: bool = False
     save_config: bool = True
     progress: bool = True
 
 
-def validate_inference_config(cfg: Any) -> None:
-    """Value checks that a type schema cannot express; ConfigError names the key."""
-    def bad(key, msg):
-        raise ConfigError(f"{key}: {msg}")
+SAMPLING_KEYS = tuple(f for f in SamplingConfig.__dataclass_fields__)
 
-    if cfg.steps < 1:
-        bad("steps", f"must be >= 1, got {cfg.steps}")
-    if cfg.fit not in FITS:
-        bad("fit", f"must be one of {', '.join(FITS)}, got {cfg.fit!r}")
-    if cfg.fusion not in ("parity", "tapered"):
-        bad("fusion", f"must be 'parity' or 'tapered', got {cfg.fusion!r}")
-    if cfg.dtype not in DTYPES:
-        bad("dtype", f"must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
-    if cfg.context_frames < 1:
-        bad("context_frames", f"must be >= 1, got {cfg.context_frames}")
-    if not 0 <= cfg.context_overlap < cfg.context_frames:
-        bad("context_overlap", f"must be in [0, context_frames={cfg.context_frames}), got {cfg.context_overlap}")
-    for key in ("width", "height"):
-        value = getattr(cfg, key)
-        if value is not None and (value < 8 or value % 8):
-            bad(key, f"must be a positive multiple of 8, got {value}")
+
+def validate_inference_config(cfg: Any) -> None:
+    """Every field's declared rules, then the rules that tie two settings together; ConfigError names the key."""
+    validate_fields(cfg, InferenceConfig)
+    check_windows(cfg.context_frames, cfg.context_overlap)
+    check_initialisation(cfg.init_from_reference, cfg.init_strength)
     if (cfg.width is None) != (cfg.height is None):
-        bad("width/height", "give both or neither (with neither, `size` and the motion video's aspect decide)")
-    if cfg.size < 8:
-        bad("size", f"must be >= 8, got {cfg.size}")
-    if cfg.fps is not None and cfg.fps <= 0:
-        bad("fps", f"must be positive, got {cfg.fps}")
-    if cfg.offset < 0:
-        bad("offset", f"must be >= 0, got {cfg.offset}")
-    if cfg.max_frames is not None and cfg.max_frames < 1:
-        bad("max_frames", f"must be >= 1, got {cfg.max_frames}")
-    if not 0.0 < cfg.init_strength <= 1.0:
-        bad("init_strength", f"must be in (0, 1], got {cfg.init_strength}")
-    if cfg.init_strength < 1.0 and not cfg.init_from_reference:
-        bad("init_strength", f"{cfg.init_strength} needs init_from_reference: true (it starts part-way through "
-                             "the schedule from the noised reference)")
-    if cfg.decode_chunk < 1:
-        bad("decode_chunk", f"must be >= 1, got {cfg.decode_chunk}")
+        raise ConfigError("width/height: give both or neither (with neither, `size` and the motion video's "
+                          "aspect decide)")
+
+
+def check_sampling_values(**values: Any) -> None:
+    """The :class:`SamplingConfig` rules for values given as call arguments (the pipeline's check_inputs):
+    the same rules and messages as a config file gets."""
+    from magicanimate.config.fields import check_value
+
+    fields = SamplingConfig.__dataclass_fields__
+    for key, value in values.items():
+        rules = fields[key].metadata.get("rules", {})
+        problem = check_value(key, value, rules, is_float=fields[key].type in (float, "float"))
+        if problem:
+            raise ConfigError(problem)
+    if "fusion" in values and values["fusion"] not in [m.value for m in Fusion]:
+        raise ConfigError(f"fusion: must be one of {', '.join(m.value for m in Fusion)}, got {values['fusion']!r}")
+    if "context_frames" in values and "context_overlap" in values:
+        check_windows(values["context_frames"], values["context_overlap"])
+    if "init_strength" in values:
+        check_initialisation(values.get("init_from_reference", False), values["init_strength"])
+
+
+def check_initialisation(init_from_reference: bool, init_strength: float) -> None:
+    if init_strength < 1.0 and not init_from_reference:
+        raise ConfigError(f"init_strength: {init_strength} needs init_from_reference: true (it starts "
+                          "part-way through the schedule from the noised reference)")
+
+
+def check_windows(context_frames: int, context_overlap: int, max_context_frames: Optional[int] = None) -> None:
+    """The window settings, checked in one place for the config, the command line and the pipeline call."""
+    if context_frames < 1:
+        raise ConfigError(f"context_frames: must be >= 1, got {context_frames}")
+    if not 0 <= context_overlap < context_frames:
+        raise ConfigError(f"context_overlap: must be in [0, context_frames={context_frames}), got {context_overlap}")
+    if max_context_frames is not None and context_frames > max_context_frames:
+        raise ConfigError(f"context_frames={context_frames} exceeds the motion modules' position-encoding "
+                          f"length ({max_context_frames}); use at most {max_context_frames}")
 
 
 def load_inference_config(path: Optional[os.PathLike] = None, overrides: Sequence[str] = ()) -> InferenceConfig:
@@ -147,144 +186,28 @@ def load_inference_config(path: Optional[os.PathLike] = None, overrides: Sequenc
 
 
 def new_inference_config(**values: Any) -> InferenceConfig:
-    """A structured (type-checked) config from keyword values; nested ``weights`` may be a dict."""
+    """A structured (type-checked) config from keyword values; nested ``weights`` may be a dict, and keys
+    may be dotted (``**{"weights.root": path}``)."""
     base = OmegaConf.structured(InferenceConfig)
     try:
-        cfg = OmegaConf.merge(base, OmegaConf.create(values))
+        cfg = OmegaConf.merge(base, OmegaConf.create(_plain(values)))
     except Exception as exc:  # omegaconf raises its own ValidationError / ConfigKeyError
         raise ConfigError(f"invalid inference setting: {exc}") from None
     validate_inference_config(cfg)
     return cfg
 
 
-# --------------------------------------------------------------------------- the original's prompt config
-
-LIVE_KEYS = {
-    "pretrained_model_path", "pretrained_vae_path", "pretrained_controlnet_path",
-    "pretrained_appearance_encoder_path", "pretrained_unet_path", "motion_module", "savename", "seed", "steps",
-    "guidance_scale", "source_image", "video_path", "inference_config", "size", "offset", "max_length",
-    "save_individual_videos",
-}
-# read by the original's CLI but without effect on its output (or, for L, replaced by context_frames)
-DEAD_KEYS = {
-    "S": "context stride; the original always used stride 1",
-    "I": "unused by the original pipeline",
-    "L": "the original pads to a multiple of 16 and uses 16-frame windows whatever L says; "
-         "use context_frames in our own configs",
-    "clip": "unused by the original pipeline",
-    "video_type": "the original only supports DensePose condition videos",
-    "invert_video": "unused by the original pipeline",
-    "fusion_blocks": "reference attention is always fused into the mid and up blocks ('midup')",
-}
-
-
-@dataclass
-class OriginalPromptConfig:
-    pretrained_model_path: Optional[str] = None
-    pretrained_vae_path: Optional[str] = None
-    pretrained_controlnet_path: Optional[str] = None
-    pretrained_appearance_encoder_path: Optional[str] = None
-    pretrained_unet_path: Optional[str] = None
-    motion_module: Optional[str] = None
-    savename: Optional[str] = None
-    seed: Any = field(default_factory=lambda: [-1])
-    steps: int = 25
-    guidance_scale: float = 7.5
-    source_image: List[str] = field(default_factory=list)
-    video_path: List[str] = field(default_factory=list)
-    inference_config: Optional[str] = None
-    size: int = 512
-    offset: int = 0
-    max_length: Optional[int] = None
-    save_individual_videos: bool = False
-
-
-def is_original_prompt_config(path: os.PathLike) -> bool:
-    """True when the YAML file looks like the original's prompt config (has source_image/video_path)."""
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception:
-        return False
-    return isinstance(raw, dict) and ("video_path" in raw or "source_image" in raw)
-
-
-def load_original_prompt_config(path: os.PathLike) -> OriginalPromptConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as exc:
-        raise ConfigError(f"{path}: not a readable YAML file ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    values = {}
-    for key, value in raw.items():
-        if key in DEAD_KEYS:
-            logger.warning("%s: key %r is ignored (%s)", path, key, DEAD_KEYS[key])
-        elif key in LIVE_KEYS:
-            values[key] = value
+def _plain(values: dict) -> dict:
+    """Enums as their values, dotted keys as nested sections."""
+    out: dict = {}
+    for key, value in values.items():
+        value = value.value if isinstance(value, Enum) else _plain(value) if isinstance(value, dict) else value
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
         else:
-            close = difflib.get_close_matches(key, sorted(LIVE_KEYS | set(DEAD_KEYS)), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
-    for key in ("source_image", "video_path"):
-        if isinstance(values.get(key), str):
-            values[key] = [values[key]]
-    seed = values.get("seed", [-1])
-    if isinstance(seed, int):
-        seed = [seed]
-    if not isinstance(seed, list) or not all(isinstance(s, int) for s in seed):
-        raise ConfigError(f"{path}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
-    values["seed"] = seed
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(OriginalPromptConfig), values)
-    except Exception as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    cfg = OriginalPromptConfig(**OmegaConf.to_container(cfg))
-    if len(cfg.source_image) != len(cfg.video_path):
-        raise ConfigError(f"{path}: source_image has {len(cfg.source_image)} entries but video_path has "
-                          f"{len(cfg.video_path)}; they are paired one to one")
-    if not cfg.source_image:
-        raise ConfigError(f"{path}: source_image and video_path are empty: nothing to animate")
-    if len(cfg.seed) not in (1, len(cfg.source_image)):
-        raise ConfigError(f"{path}: seed has {len(cfg.seed)} entries; give one, or one per source_image")
-    return cfg
-
-
-def jobs_from_original(cfg: OriginalPromptConfig, *, base_dir: os.PathLike = ".",
-                       **overrides: Any) -> List[InferenceConfig]:
-    """One InferenceConfig per (source_image, video_path) pair, with the original's output naming
-    (``samples/<savename or animation-TIMESTAMP>/videos/<source>_<video>.mp4``) and its square output
-    (``size`` x ``size``)."""
-    base_dir = Path(base_dir)
-
-    def resolve(p: Optional[str]) -> Optional[str]:
-        if not p:
-            return None
-        return str(p if os.path.isabs(p) else base_dir / p)
-
-    savename = cfg.savename or f"animation-{time.strftime('%Y-%m-%dT%H-%M-%S')}"
-    seeds = cfg.seed * len(cfg.source_image) if len(cfg.seed) == 1 else cfg.seed
-    weights = dict(stable_diffusion=resolve(cfg.pretrained_model_path), vae=resolve(cfg.pretrained_vae_path),
-                   controlnet=resolve(cfg.pretrained_controlnet_path),
-                   appearance_encoder=resolve(cfg.pretrained_appearance_encoder_path),
-                   unet=resolve(cfg.pretrained_unet_path), motion_module=resolve(cfg.motion_module),
-                   inference_config=resolve(cfg.inference_config))
-    jobs = []
-    for source, video, seed in zip(cfg.source_image, cfg.video_path, seeds):
-        name = f"{Path(source).stem}_{Path(video).stem}.mp4"
-        values = dict(reference=resolve(source), motion=resolve(video),
-                      output=str(base_dir / "samples" / savename / "videos" / name),
-                      weights=weights, steps=cfg.steps, guidance_scale=cfg.guidance_scale, seed=seed,
-                      width=cfg.size, height=cfg.size, fit="resize", offset=cfg.offset,
-                      max_frames=cfg.max_length, fusion="parity", save_inputs=cfg.save_individual_videos)
-        values.update(overrides)
-        jobs.append(new_inference_config(**values))
-    return jobs
-
-
-def to_dict(cfg: Any) -> dict:
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return dataclasses.asdict(cfg)
-    return OmegaConf.to_container(cfg, resolve=True)
+            node[leaf] = value
+    return out

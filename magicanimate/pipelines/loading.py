@@ -93,3 +93,44 @@ def load_pipeline_folder(pipeline_cls, folder, *, torch_dtype: Optional[torch.dt
         parts["text_encoder"] = te_cls.from_pretrained(str(folder / "text_encoder"), torch_dtype=torch_dtype)
         parts["tokenizer"] = tok_cls.from_pretrained(str(folder / "tokenizer"))
     return pipeline_cls(**parts, prompt_embeds=embeds)
+
+
+def load_original_components(weights, *, load_text_encoder: Optional[bool] = None) -> dict:
+    """The pipeline's components from the original release's layout (a WeightsSpec or a WeightsConfig):
+    the three networks from the one assembler, the VAE, the scheduler (with ``inference.yaml``'s noise
+    schedule), and CLIP unless a saved empty-prompt embedding is given."""
+    from magicanimate.models.checkpoints import (NetworkSources, assemble_networks, load_vae,
+                                                 motion_kwargs_from_original, read_inference_yaml)
+    from magicanimate.models.checkpoints.loaders import unet_folder
+    from magicanimate.models.state_dicts import clean_config, read_config
+    from magicanimate.pipelines.scheduling import make_scheduler
+    from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
+
+    spec = weights if isinstance(weights, WeightsSpec) else resolve_weights(weights)
+    unet_kwargs, scheduler_overrides = read_inference_yaml(spec.inference_config)
+    base_unet = unet_folder(spec.unet or spec.stable_diffusion / "unet")
+    motion_kwargs = motion_kwargs_from_original(clean_config(read_config(base_unet)), unet_kwargs)
+    nets = assemble_networks(NetworkSources(base_unet=base_unet, motion_module=spec.motion_module,
+                                            motion_kwargs=motion_kwargs, appearance_encoder=spec.appearance_encoder,
+                                            controlnet=spec.controlnet))
+    parts = dict(unet=nets.unet, appearance_encoder=nets.appearance_encoder, controlnet=nets.controlnet,
+                 vae=load_vae(spec.vae), scheduler=make_scheduler("DDIMScheduler", scheduler_overrides),
+                 prompt_embeds=_read_prompt_embeds(spec.prompt_embeds))
+    if load_text_encoder or (load_text_encoder is None and parts["prompt_embeds"] is None):
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        parts["text_encoder"] = CLIPTextModel.from_pretrained(str(spec.stable_diffusion / "text_encoder"))
+        parts["tokenizer"] = CLIPTokenizer.from_pretrained(str(spec.stable_diffusion / "tokenizer"))
+    return parts
+
+
+def _read_prompt_embeds(path: Optional[Path]):
+    if path is None:
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))["prompt_embeds"]
+    except Exception as exc:
+        raise WeightsError(f"{path}: expected a safetensors file with a (1, L, D) tensor 'prompt_embeds' "
+                           f"({exc})") from None

@@ -4,28 +4,27 @@ One denoising step, for a video of N frames split into windows (see :mod:`.windo
 
 1. the appearance encoder runs once on the clean reference latent at t (batch 1: only the conditional
    guidance half reads its banks);
-2. for each window: the ControlNet runs on that window's control frames (its residuals are never kept for
-   the whole video), then the 3D UNet on ``[uncond; cond]`` copies of the window's latents, both halves
-   getting the residuals and only the conditional half the reference banks;
+2. for each window (:meth:`MagicAnimatePipeline.predict_window`): the ControlNet runs on that window's
+   control frames (its residuals are never kept for the whole video), then the 3D UNet on
+   ``[uncond; cond]`` copies of the window's latents, both halves getting the residuals and only the
+   conditional half the reference banks;
 3. the window predictions are fused per frame with the schedule's weights (accumulated in window order),
-   classifier-free guidance is applied, and the scheduler takes one step over all frames.
+   classifier-free guidance is applied (:meth:`MagicAnimatePipeline.guide`), and the scheduler takes one
+   step over all frames.
 
 After the last step the latents are decoded a few frames at a time; with ``frame_callback`` each chunk goes
-straight to e.g. a video writer, so memory stays flat in the video's length.
-
-With ``torch.distributed`` initialised, each process runs a contiguous share of the windows; the
-per-window predictions are gathered and summed in the same window order on every process, so the
-result equals a one-process run.
+straight to e.g. a video writer, so memory stays flat in the video's length. The call is laid out as
+diffusers pipelines are (``check_inputs``, ``prepare_latents``, ..., ``callback_on_step_end``); the
+multi-process sharing of windows is :mod:`.distributed`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,12 +32,15 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from magicanimate.errors import ConfigError, InputError, WeightsError
-from magicanimate.pipelines.windows import FUSION_MODES, WindowSchedule, make_schedule, padded_length, shard
+from magicanimate.errors import ConfigError, InputError, NonFiniteError, WeightsError
+from magicanimate.pipelines.config import SamplingConfig, check_sampling_values, check_windows
+from magicanimate.pipelines.distributed import dist_info, gather_predictions
+from magicanimate.pipelines.windows import WindowSchedule, make_schedule, padded_length, shard
 
 logger = logging.getLogger(__name__)
 
 PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
+_DEFAULTS = SamplingConfig
 
 
 @dataclass
@@ -67,10 +69,27 @@ class PaddedFrames:
         return self.source[[min(int(i), last) for i in index]]
 
 
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+@dataclass
+class WindowPlan:
+    """The frames a call denoises: ``total`` (padded in parity mode), their source, and the windows."""
+
+    num_frames: int
+    total: int
+    frames: object  # len() and [list of indices] -> (n, H, W, 3) uint8
+    schedule: WindowSchedule
+
+
+@dataclass
+class StepInputs:
+    """What every window of one denoising step reads."""
+
+    t: torch.Tensor
+    model_in: torch.Tensor
+    text_c: torch.Tensor
+    text_u: torch.Tensor
+    banks: List[torch.Tensor]
+    conditioning_scale: float
+    sequential_guidance: bool
 
 
 class MagicAnimatePipeline(DiffusionPipeline):
@@ -80,6 +99,9 @@ class MagicAnimatePipeline(DiffusionPipeline):
 
     _optional_components = ["text_encoder", "tokenizer"]
     model_cpu_offload_seq = "text_encoder->appearance_encoder->controlnet->unet->vae"
+    # what callback_on_step_end may ask for: the latents after the step (replaceable, as in diffusers), the
+    # latents the step started from and the guided noise prediction (read-only observations)
+    _callback_tensor_inputs = ["latents", "latents_in", "noise_pred"]
 
     def __init__(self, vae: AutoencoderKL, unet, appearance_encoder, controlnet, scheduler: SchedulerMixin,
                  text_encoder=None, tokenizer=None, prompt_embeds: Optional[torch.Tensor] = None):
@@ -88,6 +110,30 @@ class MagicAnimatePipeline(DiffusionPipeline):
                               scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
         self._prompt_embeds = None if prompt_embeds is None else prompt_embeds.detach().cpu()
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self._num_timesteps = 0
+        self._num_windows = 0
+        self._guidance_scale = _DEFAULTS.guidance_scale
+
+    # ------------------------------------------------------------------------------------------ state
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the current (or last) call."""
+        return self._num_timesteps
+
+    @property
+    def num_windows(self) -> int:
+        """Windows per denoising step of the current (or last) call."""
+        return self._num_windows
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def max_context_frames(self) -> Optional[int]:
+        """The most frames per window: the motion modules' position-encoding length (None without them)."""
+        cfg = self.unet.config
+        return cfg.get("motion_max_seq_length") if cfg.get("use_motion_module") else None
 
     # ------------------------------------------------------------------------------------------ prompt
     @torch.no_grad()
@@ -102,6 +148,14 @@ class MagicAnimatePipeline(DiffusionPipeline):
             device = next(self.text_encoder.parameters()).device
             self._prompt_embeds = self.text_encoder(ids.to(device))[0].detach().float().cpu()
         return self._prompt_embeds
+
+    def encode_prompt(self, prompt_embeds, negative_prompt_embeds, device, dtype):
+        """(conditional, unconditional) text embeddings, (1, L, D) each; both the empty prompt by default."""
+        text_c = (self.empty_prompt_embeds() if prompt_embeds is None else prompt_embeds).to(device, dtype)
+        text_u = text_c if negative_prompt_embeds is None else negative_prompt_embeds.to(device, dtype)
+        if text_c.ndim != 3 or text_c.shape[0] != 1:
+            raise InputError(f"prompt_embeds must be (1, L, D), got {tuple(text_c.shape)}")
+        return text_c, text_u
 
     # ------------------------------------------------------------------------------------------ save/load
     def save_pretrained(self, save_directory, safe_serialization: bool = True, **kwargs):
@@ -127,55 +181,22 @@ class MagicAnimatePipeline(DiffusionPipeline):
     def from_original(cls, weights, *, torch_dtype: Optional[torch.dtype] = None,
                       load_text_encoder: Optional[bool] = None) -> "MagicAnimatePipeline":
         """Build from the original release's layout (a :class:`~magicanimate.pipelines.weights.WeightsSpec`
-        or a WeightsConfig): SD1.5 UNet (or ``unet``) inflated with the motion modules of
-        ``motion_module`` (motion-only or the full ``temporal_attention.ckpt``), the appearance encoder, the
-        DensePose ControlNet, the VAE, and CLIP unless ``prompt_embeds`` is given. Strict throughout."""
-        from safetensors.torch import load_file
+        or a WeightsConfig): the networks from :func:`magicanimate.models.checkpoints.assemble_networks`,
+        the VAE, and CLIP unless ``prompt_embeds`` is given. Strict throughout."""
+        from magicanimate.pipelines.loading import load_original_components
 
-        from magicanimate.models.checkpoints import (NetworkSources, assemble_networks, load_vae,
-                                                     motion_kwargs_from_original, read_inference_yaml)
-        from magicanimate.models.state_dicts import clean_config, read_config
-        from magicanimate.pipelines.scheduling import make_scheduler
-        from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
-
-        spec = weights if isinstance(weights, WeightsSpec) else resolve_weights(weights)
-        unet_kwargs, scheduler_overrides = read_inference_yaml(spec.inference_config)
-        base_unet = spec.unet or spec.stable_diffusion / "unet"
-        motion_kwargs = motion_kwargs_from_original(clean_config(read_config(base_unet)), unet_kwargs)
-        nets = assemble_networks(NetworkSources(base_unet=base_unet, motion_module=spec.motion_module,
-                                                motion_kwargs=motion_kwargs,
-                                                appearance_encoder=spec.appearance_encoder,
-                                                controlnet=spec.controlnet))
-        unet = nets.unet
-        parts = dict(unet=unet, appearance_encoder=nets.appearance_encoder, controlnet=nets.controlnet,
-                     vae=load_vae(spec.vae), scheduler=make_scheduler("DDIMScheduler", scheduler_overrides))
-        embeds = None
-        if spec.prompt_embeds is not None:
-            try:
-                embeds = load_file(str(spec.prompt_embeds))["prompt_embeds"]
-            except Exception as exc:
-                raise WeightsError(f"{spec.prompt_embeds}: expected a safetensors file with a (1, L, D) tensor "
-                                   f"'prompt_embeds' ({exc})") from None
-        if load_text_encoder or (load_text_encoder is None and embeds is None):
-            from transformers import CLIPTextModel, CLIPTokenizer
-
-            parts["text_encoder"] = CLIPTextModel.from_pretrained(str(spec.stable_diffusion / "text_encoder"))
-            parts["tokenizer"] = CLIPTokenizer.from_pretrained(str(spec.stable_diffusion / "tokenizer"))
-        pipe = cls(**parts, prompt_embeds=embeds)
-        for model in (unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
+        pipe = cls(**load_original_components(weights, load_text_encoder=load_text_encoder))
+        for model in (pipe.unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
             model.eval()
-        if torch_dtype is not None and torch_dtype != unet.dtype:
+        if torch_dtype is not None and torch_dtype != pipe.unet.dtype:
             pipe.to(dtype=torch_dtype)
         return pipe
 
-    # ------------------------------------------------------------------------------------------ helpers
-    def _device(self) -> torch.device:
-        return self._execution_device
-
+    # ------------------------------------------------------------------------------------------ VAE
     @torch.no_grad()
     def encode_reference(self, image: np.ndarray, device, dtype) -> torch.Tensor:
         """Clean VAE latent of an (H, W, 3) uint8 image: latent_dist.mean * scaling_factor, (1, 4, h, w)."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32)
+        x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(device=device, dtype=torch.float32)
         x = (x / 127.5 - 1.0).permute(2, 0, 1)[None].to(self.vae.dtype)
         latent = self.vae.encode(x).latent_dist.mean
         return (latent * self.vae.config.scaling_factor).to(dtype)
@@ -183,17 +204,18 @@ class MagicAnimatePipeline(DiffusionPipeline):
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, *, chunk: int = 8,
                        frame_callback: Optional[Callable[[np.ndarray], None]] = None,
-                       num_frames: Optional[int] = None) -> Optional[torch.Tensor]:
+                       num_frames: Optional[int] = None, device=None) -> Optional[torch.Tensor]:
         """Decode (1, 4, F, h, w) latents ``chunk`` frames at a time.
 
         With ``frame_callback``, each chunk is passed on as (n, H, W, 3) uint8 and nothing is kept;
         otherwise the (1, 3, F, H, W) float video in [0, 1] is returned (on the CPU).
         """
+        device = self._execution_device if device is None else device
         frames = latents.shape[2] if num_frames is None else num_frames
         video = None
         for start in range(0, frames, chunk):
             z = latents[0, :, start:min(start + chunk, frames)].permute(1, 0, 2, 3)
-            z = z.to(device=self._device(), dtype=self.vae.dtype) / self.vae.config.scaling_factor
+            z = z.to(device=device, dtype=self.vae.dtype) / self.vae.config.scaling_factor
             x = (self.vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
             if frame_callback is not None:
                 frame_callback((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
@@ -203,10 +225,98 @@ class MagicAnimatePipeline(DiffusionPipeline):
             video[0, :, start:start + x.shape[0]] = x.permute(1, 0, 2, 3).cpu()
         return video
 
-    def _controlnet_window(self, latents_w, t, text, control_w, scale):
+    # ------------------------------------------------------------------------------------------ inputs
+    def check_inputs(self, reference_image, control, *, output_type: str, callback_on_step_end_tensor_inputs,
+                     **sampling) -> np.ndarray:
+        """Every call argument checked once, here (sampling values by the same rules as a config file);
+        returns the reference image as an array."""
+        check_sampling_values(**sampling)
+        check_windows(sampling["context_frames"], sampling["context_overlap"], self.max_context_frames)
+        if output_type not in ("pt", "latent"):
+            raise InputError(f"output_type must be 'pt' or 'latent', got {output_type!r}")
+        unknown = set(callback_on_step_end_tensor_inputs or ()) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise InputError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} are not among "
+                             f"{self._callback_tensor_inputs}")
+        reference_image = np.asarray(reference_image)
+        if len(control) < 1:
+            raise InputError("the control video has no frames")
+        first = np.asarray(control[[0]])
+        if reference_image.ndim != 3 or reference_image.shape[2] != 3 or reference_image.dtype != np.uint8:
+            raise InputError(f"reference image must be (H, W, 3) uint8, got {reference_image.shape} "
+                             f"{reference_image.dtype}")
+        if first.ndim != 4 or first.shape[3] != 3 or first.dtype != np.uint8:
+            raise InputError(f"control frames must be (N, H, W, 3) uint8, got {first.shape} {first.dtype}")
+        height, width = first.shape[1:3]
+        if reference_image.shape[:2] != (height, width):
+            raise InputError(f"reference image is {reference_image.shape[1]}x{reference_image.shape[0]} but the "
+                             f"control frames are {width}x{height}; fit them to one size first")
+        if height % self.vae_scale_factor or width % self.vae_scale_factor:
+            raise InputError(f"frame size {width}x{height} must be a multiple of {self.vae_scale_factor}")
+        return reference_image
+
+    def prepare_windows(self, control, fusion: str, context_frames: int, context_overlap: int) -> WindowPlan:
+        """Parity edge-pads the control video to a multiple of the window (lazily, by index clamping)."""
+        num_frames = len(control)
+        total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames
+        frames = PaddedFrames(control, total) if total != num_frames else control
+        return WindowPlan(num_frames, total, frames, make_schedule(total, fusion, context_frames, context_overlap))
+
+    def prepare_timesteps(self, num_inference_steps: int, init_strength: float, device) -> torch.Tensor:
+        """The schedule's timesteps; with ``init_strength`` < 1 only its last part (image-to-image)."""
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        if init_strength < 1.0:
+            start = len(timesteps) - max(1, int(init_strength * len(timesteps)))
+            timesteps = timesteps[start:]
+            if hasattr(self.scheduler, "set_begin_index"):  # schedulers that count their own steps
+                self.scheduler.set_begin_index(start)
+        return timesteps
+
+    def prepare_latents(self, latents, generator, plan: WindowPlan, fusion: str, context_frames: int,
+                        height: int, width: int) -> torch.Tensor:
+        """Initial noise (1, C, total, h, w) float32 on the CPU: drawn (parity: one ``context_frames`` block,
+        tiled along time, as the original) or given, then tiled when it has fewer frames."""
+        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        channels, total = self.unet.config.in_channels, plan.total
+        if latents is None:
+            block = context_frames if fusion == "parity" else total
+            latents = torch.randn((1, channels, min(block, total), h, w), generator=generator,
+                                  device=generator.device if generator is not None else "cpu", dtype=torch.float32)
+        if latents.shape[2] != total:
+            if latents.ndim != 5 or total % latents.shape[2]:
+                raise InputError(f"initial latents have {latents.shape[2]} frames, which does not divide the "
+                                 f"{total} frames to generate")
+            latents = latents.repeat(1, 1, total // latents.shape[2], 1, 1)
+        if tuple(latents.shape) != (1, channels, total, h, w):
+            raise InputError(f"initial latents must be (1, {channels}, {total}, {h}, {w}), got {tuple(latents.shape)}")
+        return latents
+
+    def start_latents(self, noise, ref_latent, timesteps, init_from_reference: bool, device) -> torch.Tensor:
+        """Scaled noise, or (``init_from_reference``) the reference latent noised to the first timestep."""
+        noise = noise.to(device=device, dtype=torch.float32)
+        if not init_from_reference:
+            return noise * self.scheduler.init_noise_sigma
+        if not hasattr(self.scheduler, "add_noise"):
+            raise ConfigError(f"init_from_reference needs a scheduler with add_noise; "
+                              f"{type(self.scheduler).__name__} has none")
+        clean = ref_latent.to(torch.float32)[:, :, None].expand(-1, -1, noise.shape[2], -1, -1)
+        return self.scheduler.add_noise(clean, noise, timesteps[:1])
+
+    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    # ------------------------------------------------------------------------------------------ one step
+    def _controlnet_window(self, latents_w, t, text, control_w, scale, device):
         from magicanimate.models import controlnet_residuals
 
-        cond = torch.from_numpy(np.ascontiguousarray(control_w)).to(self._device())
+        cond = torch.from_numpy(np.ascontiguousarray(control_w)).to(device)
         cond = (cond.to(torch.float32) / 255.0).permute(3, 0, 1, 2)[None].to(self.controlnet.dtype)
         return controlnet_residuals(self.controlnet, latents_w.to(self.controlnet.dtype), t,
                                     text.to(self.controlnet.dtype), cond, conditioning_scale=scale)
@@ -227,6 +337,54 @@ class MagicAnimatePipeline(DiffusionPipeline):
                          mid_block_additional_residual=torch.cat([mid, mid]),
                          reference=ReferenceInputs(banks, read_mask=read)).sample
 
+    def predict_window(self, step: StepInputs, plan: WindowPlan, k: int, device) -> torch.Tensor:
+        """[uncond; cond] prediction (2, C, F, h, w) float32 for window ``k``: ControlNet, then the UNet."""
+        frames = list(plan.schedule.windows[k])
+        x_w = step.model_in[:, :, frames]
+        down, mid = self._controlnet_window(x_w, step.t, step.text_c, plan.frames[frames], step.conditioning_scale,
+                                            device)
+        dtype = self.unet.dtype
+        return self._unet_window(x_w, step.t, step.text_u, step.text_c, step.banks, [d.to(dtype) for d in down],
+                                 mid.to(dtype), step.sequential_guidance).float()
+
+    def predict_noise(self, step: StepInputs, plan: WindowPlan, device, step_index: int,
+                      window_callback=None) -> torch.Tensor:
+        """Every window's prediction, fused per frame with the schedule's weights (in window order):
+        (2, C, total, h, w) float32, ``[uncond; cond]``."""
+        schedule = plan.schedule
+        _, world = dist_info()
+        shape = step.model_in.shape
+        fused = torch.zeros((2, shape[1], plan.total, shape[3], shape[4]), device=device, dtype=torch.float32)
+        weight_sum = torch.zeros((1, 1, plan.total, 1, 1), device=device, dtype=torch.float32)
+        weights = [schedule.weight_tensor(k, device=device).view(1, 1, -1, 1, 1) for k in range(len(schedule))]
+
+        def accumulate(k, pred):
+            frames = list(schedule.windows[k])
+            fused[:, :, frames] = fused[:, :, frames] + pred * weights[k]
+            weight_sum[:, :, frames] = weight_sum[:, :, frames] + weights[k]
+
+        local: Dict[int, torch.Tensor] = {}
+        for k in shard(len(schedule), *dist_info()):
+            pred = self.predict_window(step, plan, k, device)
+            if window_callback is not None:
+                window_callback(step_index, k, list(schedule.windows[k]), pred)
+            if world == 1:
+                accumulate(k, pred)  # windows run in order: sum as we go, keep nothing
+            else:
+                local[k] = pred
+        if world > 1:
+            window_shape = (2, shape[1], len(schedule.windows[0]), shape[3], shape[4])
+            gathered = gather_predictions(local, schedule, window_shape, device)
+            for k in range(len(schedule)):
+                accumulate(k, gathered[k])
+        return fused.div_(weight_sum)
+
+    @staticmethod
+    def guide(fused: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        """eps = u + g * (c - u), computed in place on the fused ``[uncond; cond]`` (no per-frame copies)."""
+        eps_u, eps_c = fused.chunk(2)
+        return eps_u.add_(eps_c.sub_(eps_u).mul_(guidance_scale))
+
     # ------------------------------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(
@@ -234,14 +392,14 @@ class MagicAnimatePipeline(DiffusionPipeline):
         reference_image: np.ndarray,
         control,
         *,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int = _DEFAULTS.steps,
+        guidance_scale: float = _DEFAULTS.guidance_scale,
         generator: Optional[torch.Generator] = None,
         latents: Optional[torch.Tensor] = None,
-        fusion: str = "tapered",
-        context_frames: int = 16,
-        context_overlap: int = 4,
-        controlnet_conditioning_scale: float = 1.0,
+        fusion: str = _DEFAULTS.fusion.value,
+        context_frames: int = _DEFAULTS.context_frames,
+        context_overlap: int = _DEFAULTS.context_overlap,
+        controlnet_conditioning_scale: float = _DEFAULTS.controlnet_conditioning_scale,
         prompt_embeds: Optional[torch.Tensor] = None,
         negative_prompt_embeds: Optional[torch.Tensor] = None,
         eta: float = 0.0,
@@ -249,10 +407,11 @@ class MagicAnimatePipeline(DiffusionPipeline):
         frame_callback: Optional[Callable[[np.ndarray], None]] = None,
         decode_chunk: int = 8,
         sequential_guidance: bool = False,
-        step_callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None,
+        callback_on_step_end: Optional[Callable[["MagicAnimatePipeline", int, torch.Tensor, dict], dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         window_callback: Optional[Callable[[int, int, Sequence[int], torch.Tensor], None]] = None,
-        init_from_reference: bool = False,
-        init_strength: float = 1.0,
+        init_from_reference: bool = _DEFAULTS.init_from_reference,
+        init_strength: float = _DEFAULTS.init_strength,
     ) -> MagicAnimatePipelineOutput:
         """Animate ``reference_image`` (H, W, 3) uint8 with ``control`` (N, H, W, 3) uint8 DensePose frames.
 
@@ -261,8 +420,11 @@ class MagicAnimatePipeline(DiffusionPipeline):
         video is edge-padded to a multiple of ``context_frames`` (the output trimmed back), the initial noise
         is one ``context_frames`` block tiled along time, windows wrap around and are averaged uniformly.
         ``latents``: initial noise, (1, 4, F0, h, w) with F0 dividing the (padded) length (tiled).
-        ``step_callback(i, t, latents_in, noise_pred_guided)`` and ``window_callback(i, k, frames, pred)``
-        observe the loop.
+
+        ``callback_on_step_end(pipe, i, t, callback_kwargs)`` (diffusers' convention) runs after each step
+        with the tensors named in ``callback_on_step_end_tensor_inputs`` (see ``_callback_tensor_inputs``);
+        a returned ``"latents"`` replaces the latents. ``window_callback(i, k, frames, prediction)`` observes
+        every window's ``[uncond; cond]`` prediction; an exception raised by a callback stops the call.
 
         ``init_from_reference``: start every frame from the reference latent noised to the first timestep
         (``scheduler.add_noise(z_ref, noise, t_0)``, as image-to-image at strength 1) instead of from pure
@@ -272,158 +434,58 @@ class MagicAnimatePipeline(DiffusionPipeline):
         drifts to greyish colours. Off by default (the original starts from noise).
         ``init_strength`` (with ``init_from_reference``): image-to-image strength, as in diffusers' img2img
         pipelines: only the last ``int(init_strength * num_inference_steps)`` steps of the schedule are run
-        (at least one), starting from the reference latent noised to the first of them, so more of the
-        reference's layout and colours survive.
+        (at least one), starting from the reference latent noised to the first of them.
         """
-        if fusion not in FUSION_MODES:
-            raise InputError(f"unknown fusion mode {fusion!r}; expected one of {', '.join(FUSION_MODES)}")
-        if not 0.0 < init_strength <= 1.0:
-            raise InputError(f"init_strength must be in (0, 1], got {init_strength}")
-        if init_strength < 1.0 and not init_from_reference:
-            raise InputError(f"init_strength={init_strength} starts part-way through the schedule from the "
-                             "noised reference latent: it needs init_from_reference=True")
-        if output_type not in ("pt", "latent"):
-            raise InputError(f"output_type must be 'pt' or 'latent', got {output_type!r}")
-        reference_image = np.asarray(reference_image)
-        num_frames = len(control)
-        if num_frames < 1:
-            raise InputError("the control video has no frames")
-        first = np.asarray(control[[0]])
-        if reference_image.ndim != 3 or reference_image.shape[2] != 3 or reference_image.dtype != np.uint8:
-            raise InputError(f"reference image must be (H, W, 3) uint8, got {reference_image.shape} "
-                             f"{reference_image.dtype}")
-        if first.ndim != 4 or first.shape[3] != 3 or first.dtype != np.uint8:
-            raise InputError(f"control frames must be (N, H, W, 3) uint8, got {first.shape} {first.dtype}")
-        height, width = first.shape[1:3]
-        if reference_image.shape[:2] != (height, width):
-            raise InputError(f"reference image is {reference_image.shape[1]}x{reference_image.shape[0]} but the "
-                             f"control frames are {width}x{height}; fit them to one size first")
-        if height % self.vae_scale_factor or width % self.vae_scale_factor:
-            raise InputError(f"frame size {width}x{height} must be a multiple of {self.vae_scale_factor}")
-
-        device = self._device()
-        dtype = self.unet.dtype
-        rank, world = _dist_info()
+        reference_image = self.check_inputs(
+            reference_image, control, output_type=output_type,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, steps=num_inference_steps,
+            guidance_scale=guidance_scale, fusion=str(getattr(fusion, "value", fusion)),
+            context_frames=context_frames, context_overlap=context_overlap,
+            controlnet_conditioning_scale=controlnet_conditioning_scale, init_from_reference=init_from_reference,
+            init_strength=init_strength)
+        fusion = str(getattr(fusion, "value", fusion))
+        device = self._execution_device  # looked up once: it walks every module
+        self._guidance_scale = guidance_scale
         if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
             self.vae.to(torch.float32)  # SD's VAE overflows in fp16 (its config asks for fp32)
-
-        # Parity: edge-pad the control video to a multiple of the window (done lazily by index clamping).
-        total = padded_length(num_frames, context_frames) if fusion == "parity" else num_frames
-        frames_src = PaddedFrames(control, total) if total != num_frames else control
-        schedule: WindowSchedule = make_schedule(total, fusion, context_frames, context_overlap)
-        max_len = self.unet.config.get("motion_max_seq_length") if self.unet.config.get("use_motion_module") else None
-        if max_len is not None and len(schedule.windows[0]) > max_len:
-            raise ConfigError(f"context_frames={context_frames} exceeds the motion modules' position-encoding "
-                              f"length ({max_len}); use at most {max_len}")
-
-        text_c = (self.empty_prompt_embeds() if prompt_embeds is None else prompt_embeds).to(device, dtype)
-        text_u = text_c if negative_prompt_embeds is None else negative_prompt_embeds.to(device, dtype)
-        if text_c.ndim != 3 or text_c.shape[0] != 1:
-            raise InputError(f"prompt_embeds must be (1, L, D), got {tuple(text_c.shape)}")
-
+        plan = self.prepare_windows(control, fusion, context_frames, context_overlap)
+        self._num_windows = len(plan.schedule)
+        text_c, text_u = self.encode_prompt(prompt_embeds, negative_prompt_embeds, device, self.unet.dtype)
         ref_latent = self.encode_reference(reference_image, device, self.appearance_encoder.dtype)
-
-        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
-        channels = self.unet.config.in_channels
-        if latents is None:
-            block = context_frames if fusion == "parity" else total
-            latents = torch.randn((1, channels, min(block, total), h, w), generator=generator,
-                                  device=generator.device if generator is not None else "cpu",
-                                  dtype=torch.float32)
-        if latents.shape[2] != total:
-            if latents.ndim != 5 or total % latents.shape[2]:
-                raise InputError(f"initial latents have {latents.shape[2]} frames, which does not divide the "
-                                 f"{total} frames to generate")
-            latents = latents.repeat(1, 1, total // latents.shape[2], 1, 1)
-        if tuple(latents.shape) != (1, channels, total, h, w):
-            raise InputError(f"initial latents must be (1, {channels}, {total}, {h}, {w}), got {tuple(latents.shape)}")
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        if init_strength < 1.0:
-            start = len(timesteps) - max(1, int(init_strength * len(timesteps)))
-            timesteps = timesteps[start:]
-            if hasattr(self.scheduler, "set_begin_index"):  # schedulers that count their own steps
-                self.scheduler.set_begin_index(start)
-        latents = latents.to(device=device, dtype=torch.float32)
-        if init_from_reference:
-            if not hasattr(self.scheduler, "add_noise"):
-                raise ConfigError(f"init_from_reference needs a scheduler with add_noise; "
-                                  f"{type(self.scheduler).__name__} has none")
-            clean = ref_latent.to(torch.float32)[:, :, None].expand(-1, -1, total, -1, -1)
-            latents = self.scheduler.add_noise(clean, latents, timesteps[:1])
-        else:
-            latents = latents * self.scheduler.init_noise_sigma
-        step_kwargs = {}
-        step_params = set(inspect.signature(self.scheduler.step).parameters)
-        if "eta" in step_params:
-            step_kwargs["eta"] = eta
-        if "generator" in step_params:
-            step_kwargs["generator"] = generator
-
-        my_windows = shard(len(schedule), rank, world)
-        weights = [schedule.weight_tensor(k, device=device).view(1, 1, -1, 1, 1) for k in range(len(schedule))]
-
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            model_in = self.scheduler.scale_model_input(latents, t).to(dtype)
-            banks = self.appearance_encoder(ref_latent, t, encoder_hidden_states=text_c.to(
-                self.appearance_encoder.dtype))
-            fused = torch.zeros((2, channels, total, h, w), device=device, dtype=torch.float32)
-            weight_sum = torch.zeros((1, 1, total, 1, 1), device=device, dtype=torch.float32)
-
-            def accumulate(k, pred):
-                frames = list(schedule.windows[k])
-                fused[:, :, frames] = fused[:, :, frames] + pred * weights[k]
-                weight_sum[:, :, frames] = weight_sum[:, :, frames] + weights[k]
-
-            preds = {}
-            for k in my_windows:
-                frames = list(schedule.windows[k])
-                x_w = model_in[:, :, frames]
-                down, mid = self._controlnet_window(x_w, t, text_c, frames_src[frames],
-                                                    controlnet_conditioning_scale)
-                pred = self._unet_window(x_w, t, text_u, text_c, banks, [d.to(dtype) for d in down],
-                                         mid.to(dtype), sequential_guidance).float()
-                del down, mid
-                if window_callback is not None:
-                    window_callback(i, k, frames, pred)
-                if world == 1:
-                    accumulate(k, pred)  # windows run in order: sum as we go, keep nothing
-                else:
-                    preds[k] = pred
-            if world > 1:
-                shape = (2, channels, len(schedule.windows[0]), h, w)
-                preds = self._gather_predictions(preds, schedule, world, shape, device)
-                for k in range(len(schedule)):
-                    accumulate(k, preds[k])
-                del preds
-            # eps = u + g * (c - u), computed in place (same operations, no extra per-frame copies)
-            eps_u, eps_c = fused.div_(weight_sum).chunk(2)
-            eps = eps_u.add_(eps_c.sub_(eps_u).mul_(guidance_scale))
-            del fused, eps_c
-            if step_callback is not None:
-                step_callback(i, t, latents, eps)
-            latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
-
+        noise = self.prepare_latents(latents, generator, plan, fusion, context_frames, *reference_image.shape[:2])
+        timesteps = self.prepare_timesteps(num_inference_steps, init_strength, device)
+        self._num_timesteps = len(timesteps)
+        latents = self.start_latents(noise, ref_latent, timesteps, init_from_reference, device)
+        latents = self._denoise(latents, timesteps, plan, ref_latent, text_c, text_u, device,
+                                self.prepare_extra_step_kwargs(generator, eta), controlnet_conditioning_scale,
+                                sequential_guidance, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                                window_callback)
         videos = None
-        if output_type != "latent" and rank == 0:
+        if output_type != "latent" and dist_info()[0] == 0:
             videos = self.decode_latents(latents, chunk=decode_chunk, frame_callback=frame_callback,
-                                         num_frames=num_frames)
+                                         num_frames=plan.num_frames, device=device)
         self.maybe_free_model_hooks()
         return MagicAnimatePipelineOutput(videos=videos, latents=latents)
 
-    @staticmethod
-    def _gather_predictions(local: dict, schedule: WindowSchedule, world: int, shape, device) -> dict:
-        """All windows' predictions on every process, keyed by window index.
+    def _denoise(self, latents, timesteps, plan, ref_latent, text_c, text_u, device, step_kwargs, scale,
+                 sequential, callback_on_step_end, tensor_inputs, window_callback) -> torch.Tensor:
+        """The denoising loop; stops with NonFiniteError the first time the latents stop being finite."""
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            banks = self.appearance_encoder(ref_latent, t, encoder_hidden_states=text_c.to(
+                self.appearance_encoder.dtype))
+            step = StepInputs(t, self.scheduler.scale_model_input(latents, t).to(self.unet.dtype), text_c, text_u,
+                              banks, scale, sequential)
+            noise_pred = self.guide(self.predict_noise(step, plan, device, i, window_callback), self.guidance_scale)
+            latents_in = latents
+            latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            if not torch.isfinite(latents).all():
+                raise NonFiniteError(f"the latents became NaN or infinite at step {i + 1} of {len(timesteps)} "
+                                     f"(timestep {int(t)}); lower the guidance scale or use fp32 (--dtype fp32)")
+            if callback_on_step_end is not None:
+                local = {"latents": latents, "latents_in": latents_in, "noise_pred": noise_pred}
+                out = callback_on_step_end(self, i, t, {k: local[k] for k in tensor_inputs}) or {}
+                latents = out.get("latents", latents)
+        return latents
 
-        Each process contributes its contiguous share (zero-padded to the same count); afterwards every
-        process sums the windows in the same order as a single process would, so results are identical.
-        """
-        rank, _ = _dist_info()
-        num = len(schedule)
-        per_rank = math.ceil(num / world)
-        stacked = torch.zeros((per_rank, *shape), dtype=torch.float32, device=device)
-        for j, k in enumerate(shard(num, rank, world)):
-            stacked[j] = local[k]
-        gathered = [torch.empty_like(stacked) for _ in range(world)]
-        torch.distributed.all_gather(gathered, stacked)
-        return {k: gathered[r][j] for r in range(world) for j, k in enumerate(shard(num, r, world))}
+
+__all__ = ["MagicAnimatePipeline", "MagicAnimatePipelineOutput", "PaddedFrames", "WeightsError"]

@@ -16,12 +16,13 @@ logger = logging.getLogger(__name__)
 PROMPT_EMBEDS_KEY = "prompt_embeds"
 
 
-def make_noise_scheduler(cfg):
-    """The DDIM scheduler inference uses, with the config's noise schedule (DESIGN §1 "Sampler")."""
+def make_noise_scheduler(cfg, name: str = "DDIMScheduler"):
+    """A scheduler of class ``name`` (inference's DDIM by default) with the config's noise schedule: training
+    noises with it, validation samples with it, and the export saves it (docs/architecture.md, "Sampler")."""
     from magicanimate.pipelines.scheduling import make_scheduler
 
     ns = cfg.noise_scheduler
-    return make_scheduler("DDIMScheduler", {
+    return make_scheduler(name, {
         "num_train_timesteps": ns.num_train_timesteps, "beta_start": ns.beta_start, "beta_end": ns.beta_end,
         "beta_schedule": ns.beta_schedule, "steps_offset": ns.steps_offset, "clip_sample": ns.clip_sample,
         "set_alpha_to_one": ns.set_alpha_to_one, "prediction_type": cfg.loss.prediction_type,

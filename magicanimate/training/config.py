@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import MISSING
 
 from magicanimate.errors import ConfigError
+from magicanimate.pipelines.config import SamplingConfig
 
 
 @dataclass
@@ -147,14 +148,15 @@ class EMAConfig:
 
 
 @dataclass
-class ValidationConfig:
+class ValidationConfig(SamplingConfig):
+    """A short clip generated every ``every_n_steps`` with the inference pipeline. The sampling settings are
+    inference's own (steps, guidance_scale, seed, init_from_reference, ...: SamplingConfig), and the export
+    stores them with the model as its inference defaults."""
+
     every_n_steps: int = 0  # 0 = never
     reference_image: Optional[str] = None
     densepose_video: Optional[str] = None
     num_frames: int = 16
-    num_inference_steps: int = 25
-    guidance_scale: float = 7.5
-    seed: int = 42
 
 
 @dataclass
@@ -185,6 +187,8 @@ class TrainConfig:
     log_every_n_steps: int = 10
     export_at_end: bool = True
     allow_tf32: bool = True
+    # CPU threads for torch (None: half the available cores, at most 8; see magicanimate.utils.devices)
+    threads: Optional[int] = None
 
 
 _CHOICES = {

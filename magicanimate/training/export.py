@@ -45,14 +45,35 @@ def export_official(unet, appearance_encoder, controlnet, folder: Path) -> Path:
     return folder
 
 
-def export_pipeline(vae, unet, appearance_encoder, controlnet, scheduler, prompt_embeds, folder: Path) -> Path:
+def export_pipeline(vae, unet, appearance_encoder, controlnet, scheduler, prompt_embeds, folder: Path,
+                    settings: dict | None = None) -> Path:
+    """A saved pipeline folder; ``settings`` (inference defaults) are stored with it as settings.yaml."""
     from magicanimate.pipelines.pipeline_magicanimate import MagicAnimatePipeline
+    from magicanimate.pipelines.settings import write_model_settings
 
     pipe = MagicAnimatePipeline(vae=vae, unet=unet, appearance_encoder=appearance_encoder, controlnet=controlnet,
                                 scheduler=scheduler, prompt_embeds=prompt_embeds.detach().float().cpu())
     with atomic_path(folder) as tmp:
         pipe.save_pretrained(str(tmp))
+        if settings:
+            write_model_settings(tmp, settings)
     return folder
+
+
+def trained_settings(cfg) -> dict:
+    """The inference defaults a trained model carries: the validation's sampling settings (what the run was
+    watched with) and the training size; windows as long as the clips stage 2 trained on."""
+    from magicanimate.pipelines.config import SAMPLING_KEYS
+    from magicanimate.pipelines.settings import settings_view
+
+    settings = settings_view(cfg.validation, SAMPLING_KEYS)
+    settings["size"] = max(int(cfg.data.height), int(cfg.data.width))
+    if cfg.data.sample == "video" and cfg.model.use_motion_module:
+        settings["context_frames"] = int(cfg.data.num_frames)
+        settings["context_overlap"] = min(int(settings["context_overlap"]), int(cfg.data.num_frames) - 1)
+    if cfg.data.height != cfg.data.width:
+        settings.update(width=int(cfg.data.width), height=int(cfg.data.height))
+    return settings
 
 
 def export_trained(module, cfg, export_dir: Path) -> Path:
@@ -64,7 +85,7 @@ def export_trained(module, cfg, export_dir: Path) -> Path:
     vae, unet = _fp32_copy(module.vae), _fp32_copy(module.unet)
     encoder, controlnet = _fp32_copy(module.appearance_encoder), _fp32_copy(module.controlnet)
     export_pipeline(vae, unet, encoder, controlnet, make_noise_scheduler(cfg), module.text_embedding,
-                    export_dir / "pipeline")
+                    export_dir / "pipeline", settings=trained_settings(cfg))
     if unet.config.use_motion_module:
         export_official(unet, encoder, controlnet, export_dir / "MagicAnimate")
     else:

@@ -43,6 +43,11 @@ def load_validation_inputs(cfg):
     return reference, control
 
 
+def validation_window(cfg, num_frames: int) -> int:
+    """Frames per window: the clips stage 2 trains on, or the whole clip for a model without motion modules."""
+    return min(num_frames, cfg.data.num_frames if cfg.data.sample == "video" else num_frames)
+
+
 def run_validation(accelerator, module, cfg, step: int) -> Path | None:
     """Generate the validation clip with the current weights; return its path on the main process."""
     from magicanimate.media import write_video
@@ -51,20 +56,21 @@ def run_validation(accelerator, module, cfg, step: int) -> Path | None:
 
     reference, control = load_validation_inputs(cfg)
     pipe = MagicAnimatePipeline(vae=module.vae, unet=module.unet, appearance_encoder=module.appearance_encoder,
-                                controlnet=module.controlnet, scheduler=make_noise_scheduler(cfg),
+                                controlnet=module.controlnet, scheduler=make_noise_scheduler(cfg, cfg.validation.scheduler),
                                 prompt_embeds=module.text_embedding.detach().float().cpu())
     pipe.set_progress_bar_config(disable=True)
     v = cfg.validation
-    window = min(len(control), cfg.data.num_frames if cfg.data.sample == "video" else len(control))
+    window = validation_window(cfg, len(control))
     was_training = module.training
     module.eval()
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices), accelerator.autocast():
             generator = torch.Generator("cpu").manual_seed(v.seed)
-            out = pipe(reference, control, num_inference_steps=v.num_inference_steps,
-                       guidance_scale=v.guidance_scale, generator=generator, context_frames=window,
-                       context_overlap=min(4, window - 1) if window > 1 else 0)
+            out = pipe(reference, control, num_inference_steps=v.steps, guidance_scale=v.guidance_scale,
+                       generator=generator, context_frames=window, context_overlap=min(v.context_overlap, window - 1),
+                       fusion=v.fusion.value, controlnet_conditioning_scale=v.controlnet_conditioning_scale,
+                       init_from_reference=v.init_from_reference, init_strength=v.init_strength)
     finally:
         module.train(was_training)
     if not accelerator.is_main_process or out.videos is None:

@@ -13,10 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def app_cli():
-    spec = importlib.util.spec_from_file_location("app_cli_for_tests", REPO / "scripts" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from magicanimate.cli import app
+
+    return app
 
 
 def test_defaults_bind_localhost_without_share(app_cli):
@@ -45,7 +44,7 @@ def test_options_reach_the_parser(app_cli):
     assert (args.host, args.port) == ("0.0.0.0", 9000)
     assert args.weights == ["full=/w", "/v"] and not args.demo_model
     assert args.example == [["a.png", "b.mp4"]]
-    assert app_cli.page_defaults(args, demo_is_default=False) == {"steps": 4, "size": 128}
+    assert app_cli.page_defaults(args) == {"steps": 4, "size": 128}
 
 
 def test_without_gradio_a_readable_message(app_cli, monkeypatch, capsys):

@@ -14,10 +14,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from magicanimate.app.jobs import CANCELLED, DONE, FAILED, Job, JobQueue, Progress, count_windows, run_job
+from magicanimate.app.jobs import CANCELLED, DONE, FAILED, Job, JobQueue, Progress, run_job
 from magicanimate.app.models import DEMO_MODEL, ModelCache, ModelRegistry, parse_model_arg
 from magicanimate.app.service import DemoService, JobSettings, inference_values
-from magicanimate.app.uploads import Cancelled, MotionConverter
+from magicanimate.app.uploads import MotionConverter
+from magicanimate.errors import Cancelled
 from magicanimate.media import read_video
 from magicanimate.errors import ConfigError, InputError, WeightsError
 from magicanimate.pipelines.windows import make_schedule
@@ -124,7 +125,7 @@ def test_run_job_progress_and_model_reuse(tiny_model, inputs, tmp_path, shared_c
     assert second.pipeline is first.pipeline
     assert _min_psnr(read_video(first.video).frames, read_video(second.video).frames) > 30  # see above
 
-    windows = count_windows(20, "parity", 16, 4)
+    windows = len(make_schedule(32, "parity", 16, 4))
     assert windows == 3  # 20 frames pad to 32 in parity mode: windows 0-15, 12-27, 24-31+0-7
     denoising = [(p.step, p.window) for p in reports if p.stage == "denoising"]
     expected = [(0, 0)] + [x for s in range(2) for x in ([(s, w) for w in range(1, windows + 1)]
@@ -181,9 +182,9 @@ def test_raw_video_message_names_the_pose_extra(tiny_model, inputs, tmp_path, mo
 
 
 def test_missing_bundled_demo_is_a_readable_message(tiny_model, inputs, tmp_path, monkeypatch):
-    import magicanimate.pipelines.animate as animate_mod
+    import magicanimate.demo.bundle as bundle
 
-    monkeypatch.setattr(animate_mod, "DEMO_DIR", tmp_path / "no-demo")
+    monkeypatch.setattr(bundle, "DEMO_DIR", tmp_path / "no-demo")
     service = DemoService(ModelRegistry({}), tmp_path / "out", device="cpu")
     assert service.registry.names == [DEMO_MODEL]
     with pytest.raises(WeightsError, match="bundled demo is not available"):
@@ -320,14 +321,13 @@ def test_queue_limit_and_model_names(tmp_path):
 
 def test_bundled_demo_runs_with_its_own_initialisation(tmp_path):
     # the page does not offer init_from_reference / init_strength: a job on the bundled demo takes them from
-    # demo/settings.yaml
+    # the model's own demo/model/settings.yaml
     demo = Path(__file__).resolve().parents[2] / "demo"
     if not (demo / "model" / "model_index.json").is_file():
         pytest.skip("no bundled demo model in this checkout (demo/model)")
-    settings = OmegaConf.load(demo / "settings.yaml")
+    settings = OmegaConf.load(demo / "model" / "settings.yaml")
     expected = bool(settings.get("init_from_reference", False))
     registry = ModelRegistry({"w": "/x"})
-    assert registry.model_options("w") == {}
     service = DemoService(registry, tmp_path / "app", device="cpu")
     job = service.submit(demo / "reference.png", demo / "motion.mp4",
                          JobSettings(model=DEMO_MODEL, steps=1, seed=3, size=64, fit="pad"))

@@ -55,7 +55,7 @@ def test_recipe_smoke_run_ships_a_working_demo(tmp_path):
         torch.testing.assert_close(spatial[k], v, rtol=0, atol=0)
     assert any(not torch.equal(v, stage1.unet.state_dict()[k]) for k, v in decayed.unet.state_dict().items())
 
-    shipped = OmegaConf.to_container(OmegaConf.load(demo / "settings.yaml"))
+    shipped = OmegaConf.to_container(OmegaConf.load(demo / "model" / "settings.yaml"))
     assert shipped == OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "demo" / "recipe.yaml").ship.settings)
     assert shipped["init_strength"] < 1  # the recipe's own choice reaches the demo
     ref = read_image(demo / "reference.png")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from magicanimate.media import read_video, write_image, write_video
 from magicanimate.errors import ConfigError, InputError
@@ -77,7 +78,7 @@ def test_reproduce_driver_with_stub_animator(tmp_path):
 
     results = run_reproduction(cfg, animate_fn=stub, progress=False)
     assert [j.name for j in jobs] == ["v1", "v3"]
-    assert all(j.num_frames == 3 and j.settings.steps == 25 for j in jobs)
+    assert all(j.num_frames == 3 and j.settings == {"weights": {"root": None}, "size": 512} for j in jobs)
     assert jobs[0].reference.name == "v1.png" and jobs[0].motion == data / "v1" / "densepose"
     ref_png = read_video(tmp_path / "out" / "references").frames  # the first GT frame, full size
     assert ref_png.shape[1:3] == (24, 20)
@@ -124,13 +125,13 @@ def test_default_animate_fn_calls_the_pipeline_entry(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "magicanimate.pipelines.animate", types.SimpleNamespace(animate=fake_animate))
     cfg = load_eval_config(REPO / "configs" / "eval" / "tiktok.yaml", [
-        "animation.weights_root=/models", "animation.steps=7", "animation.extra={fusion: uniform}"])
+        "animation.weights.root=/models", "animation.steps=7", "animation.fusion=parity"])
     run = reproduce.pipeline_animate_fn()
     for name in ("a", "b"):
         run(reproduce.AnimationJob(name, tmp_path / f"{name}.png", tmp_path / name, tmp_path / f"{name}.mp4", 5,
-                                   cfg.animation))
+                                   OmegaConf.to_container(cfg.animation)))
     (first, pipe0), (second, pipe1) = calls
     assert pipe0 is None and pipe1 is not None  # loaded once, then reused
-    assert first["steps"] == 7 and first["weights"] == {"root": "/models"} and first["fusion"] == "uniform"
+    assert first["steps"] == 7 and first["weights"] == {"root": "/models"} and first["fusion"] == "parity"
     assert first["max_frames"] == 5 and first["grid"] is False and first["reference"] == str(tmp_path / "a.png")
     assert second["output"] == str(tmp_path / "b.mp4")

@@ -164,9 +164,9 @@ def test_unknown_config_key(files, tmp_path, capsys):
 
 
 def test_no_arguments_without_demo(tmp_path, capsys, monkeypatch):
-    from magicanimate.pipelines import animate as core
+    from magicanimate.demo import bundle
 
-    monkeypatch.setattr(core, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.setattr(bundle, "DEMO_DIR", tmp_path / "demo")
     assert animate_cli.main([]) == 2
     err = capsys.readouterr().err
     assert "bundled demo" in err and "demo/model" in err

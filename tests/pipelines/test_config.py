@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from magicanimate.errors import ConfigError
-from magicanimate.pipelines.config import (jobs_from_original, load_inference_config, load_original_prompt_config,
-                                           new_inference_config)
+from magicanimate.pipelines.config import load_inference_config, new_inference_config
+from magicanimate.pipelines.original_config import jobs_from_original, load_original_prompt_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,6 +14,16 @@ from magicanimate.testing import densepose_video, reference_image, tiny_clip
 KW = dict(num_inference_steps=1, context_frames=8, context_overlap=3, guidance_scale=7.5)
 
 
+def on_step(observe):
+    """callback_on_step_end arguments that pass (i, t, latents the step started from, guided noise) to
+    ``observe``."""
+    def callback(pipe, i, t, tensors):
+        observe(i, t, tensors["latents_in"], tensors["noise_pred"])
+        return {}
+
+    return dict(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents_in", "noise_pred"])
+
+
 @pytest.fixture(scope="module")
 def pipe():
     p = tiny_pipeline(seed=0)
@@ -39,7 +49,7 @@ def seeded_run(pipe, inputs):
     try:
         out = pipe(ref, control, generator=torch.Generator().manual_seed(7), frame_callback=chunks.append,
                    decode_chunk=5, window_callback=lambda i, k, f, p: windows.__setitem__(k, (list(f), p.clone())),
-                   step_callback=lambda i, t, x, e: steps.__setitem__(i, (x.clone(), e.clone())), **KW)
+                   **on_step(lambda i, t, x, e: steps.__setitem__(i, (x.clone(), e.clone()))), **KW)
     finally:
         h1.remove()
         h2.remove()
@@ -158,7 +168,7 @@ def test_other_scheduler_swaps_in(inputs, seeded_run):
     euler.scheduler = make_scheduler("EulerDiscreteScheduler")
     first = {}
     out = euler(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent",
-                step_callback=lambda i, t, x, e: first.setdefault(i, x.clone()), **kw)
+                **on_step(lambda i, t, x, e: first.setdefault(i, x.clone())), **kw)
     assert torch.isfinite(out.latents).all()
     base = ddim(ref, control, generator=torch.Generator().manual_seed(7), output_type="latent", **kw)
     # deterministic DDIM is Euler's method on the same ODE (Karras et al. 2022): same timesteps, same result
@@ -207,7 +217,7 @@ def test_init_from_reference_starts_from_the_noised_reference_latent(pipe, input
 
     def run(noise, init):
         pipe(ref, control, latents=noise, init_from_reference=init, output_type="latent",
-             step_callback=lambda i, t, x, e: first.setdefault(init, (int(t), x.clone())) if i == 0 else None,
+             **on_step(lambda i, t, x, e: first.setdefault(init, (int(t), x.clone())) if i == 0 else None),
              **dict(KW, num_inference_steps=3))
 
     shape = pipe(ref, control[:1], output_type="latent", **KW).latents.shape
@@ -240,7 +250,7 @@ def test_init_strength_runs_the_tail_of_the_schedule_from_the_noised_reference(p
     shape = p(ref, control[:1], output_type="latent", **KW).latents.shape
     noise = torch.randn((1, shape[1], len(control), *shape[3:]), generator=torch.Generator().manual_seed(4))
     out = p(ref, control, latents=noise, init_from_reference=True, init_strength=strength, output_type="latent",
-            step_callback=lambda i, t, x, e: seen.append((int(t), x.clone())),
+            **on_step(lambda i, t, x, e: seen.append((int(t), x.clone()))),
             **dict(KW, num_inference_steps=steps))
     full = getattr(diffusers, scheduler_cls).from_config(pipe.scheduler.config)
     full.set_timesteps(steps)
@@ -260,7 +270,7 @@ def test_init_strength_runs_the_tail_of_the_schedule_from_the_noised_reference(p
 
 def test_init_strength_is_checked(pipe, inputs):
     ref, control = inputs
-    with pytest.raises(InputError, match="init_strength must be in"):
+    with pytest.raises(ConfigError, match="init_strength: must be in"):
         pipe(ref, control, init_from_reference=True, init_strength=0.0, output_type="latent", **KW)
-    with pytest.raises(InputError, match="needs init_from_reference"):
+    with pytest.raises(ConfigError, match="needs init_from_reference"):
         pipe(ref, control, init_strength=0.5, output_type="latent", **KW)

@@ -27,8 +27,9 @@ def golden_run(golden_dir, tmp_path_factory):
     inputs = load_file(str(golden_dir / "pipeline" / "inputs.safetensors"))
     steps, windows = {}, {}
 
-    def on_step(i, t, latents_in, eps):
-        steps[i] = (int(t), latents_in.clone(), eps.clone())
+    def on_step(pipe, i, t, tensors):
+        steps[i] = (int(t), tensors["latents_in"].clone(), tensors["noise_pred"].clone())
+        return {}
 
     def on_window(i, k, frames, pred):
         if i == 0:
@@ -37,7 +38,8 @@ def golden_run(golden_dir, tmp_path_factory):
     out = pipe(inputs["source_image_uint8"].numpy(), inputs["control_video_uint8"].numpy(),
                num_inference_steps=call["num_inference_steps"], guidance_scale=call["guidance_scale"],
                latents=inputs["noise_block"], fusion="parity", context_frames=call["context_frames"],
-               context_overlap=call["context_overlap"], step_callback=on_step, window_callback=on_window)
+               context_overlap=call["context_overlap"], callback_on_step_end=on_step,
+               callback_on_step_end_tensor_inputs=["latents_in", "noise_pred"], window_callback=on_window)
     return dict(out=out, steps=steps, windows=windows, call=call, pipe=pipe)
 
 

@@ -103,7 +103,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_env, tmp_path):
     extra = ("max_train_steps=4", "checkpointing_steps=2", "loss.ref_drop=0.5", "data.tau0=0.3",
              "export_at_end=false", "ema.enabled=true", "ema.decay=0.9", "validation.every_n_steps=4",
              f"validation.reference_image={ref}", f"validation.densepose_video={motion}",
-             "validation.num_frames=3", "validation.num_inference_steps=2")
+             "validation.num_frames=3", "validation.steps=2")
     full = train(load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "a", *extra)))
     assert full.global_step == 4
     first = train(load_train_config(STAGE1, tiny_overrides(tiny_env, tmp_path / "b", *extra)), stop_after=2)

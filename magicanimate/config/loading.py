@@ -1,4 +1,4 @@
-"""Typed configuration: OmegaConf structured configs (dataclasses) loaded strictly from YAML.
+"""Loading typed configs: schema defaults, then a YAML file, then ``key=value`` overrides, strictly.
 
 Each area defines its schema as dataclasses in its own module and loads it with :func:`load_config`::
 
@@ -35,10 +35,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_CONFIG_NAME = "config.yaml"
 
-__all__ = [
-    "load_config", "save_config", "parse_override", "apply_overrides", "to_object",
-    "add_config_arguments", "closest_key", "DEFAULT_CONFIG_NAME",
-]
 
 
 # ------------------------------------------------------------------------------------------- loading
