@@ -1,62 +1,17 @@
 #!/usr/bin/env python
-"""Reproduce a table of the paper: animate a test split with the pipeline, then evaluate it.
+"""Reproduce a table of the paper: animate a test split, then evaluate it (``magicanimate-reproduce``).
 
-    python scripts/reproduce.py --config configs/eval/tiktok.yaml animation.weights_root=pretrained_models
-    python scripts/reproduce.py --config configs/eval/ted.yaml --skip-generation   # videos already there
-
-Writes ground truth, generated videos, results.json and results.md (ours beside the paper's numbers) under
-the config's output_dir. See README "Evaluation".
+    python scripts/reproduce.py --config configs/eval/tiktok.yaml animation.weights.root=pretrained_models
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
+if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from magicanimate.errors import MagicAnimateError  # noqa: E402
-from magicanimate.evaluation.harness import RANDOM_WARNING  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from magicanimate.config import add_config_arguments
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, required=True)
-    parser.add_argument("--skip-generation", action="store_true",
-                        help="evaluate <output_dir>/generated as it is (no pipeline run)")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--random-networks-for-tests", action="store_true",
-                        help="TESTS ONLY: random metric networks; numbers are meaningless")
-    return parser
-
-
-def main(argv=None, animate_fn=None) -> int:
-    args = build_parser().parse_args(argv)
-    from magicanimate.evaluation.config import load_eval_config
-    from magicanimate.evaluation.reproduce import paper_table, run_reproduction
-
-    if args.random_networks_for_tests:
-        print(f"!!! {RANDOM_WARNING} !!!", file=sys.stderr)
-    try:
-        cfg = load_eval_config(args.config, args.overrides)
-        results = run_reproduction(cfg, animate_fn=animate_fn, skip_generation=args.skip_generation,
-                                   random_networks=args.random_networks_for_tests, progress=not args.no_progress)
-    except MagicAnimateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from magicanimate.evaluation.harness import markdown_table
-
-    print(markdown_table(results))
-    print()
-    print(paper_table(results, cfg.paper))
-    print(f"\nresults written to {Path(cfg.output_dir) / 'results.json'} and results.md")
-    return 0
-
+from magicanimate.cli.reproduce import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

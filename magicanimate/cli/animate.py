@@ -87,3 +87,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_main(run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,3 +48,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_main(run, build_parser(), argv, interrupted="interrupted; the last checkpoint is kept (resume=latest)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

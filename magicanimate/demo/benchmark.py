@@ -21,14 +21,14 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from magicanimate.evaluation.frame_metrics import mae, psnr, ssim_standard
+from magicanimate.evaluation.metrics import PerFrameMetric, TemporalError, score_videos
 from magicanimate.utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -90,26 +90,22 @@ def copy_test_clips(num_clips: int, split: str, *, num_frames: int = 8, size: in
     raise ValueError(f"only {len(clips)} of the first {search} {split} videos have backgrounds {backgrounds}")
 
 
+def video_metrics():
+    """The benchmark's metrics, as the evaluation harness's metric objects (one set per method)."""
+    return [PerFrameMetric("psnr", psnr), PerFrameMetric("ssim", ssim_standard), PerFrameMetric("l1", mae),
+            TemporalError()]
+
+
 def temporal_error(generated: np.ndarray, ground_truth: np.ndarray) -> float:
     """Mean |(g[t+1]-g[t]) - (y[t+1]-y[t])| on 0..255 over all pixels and consecutive pairs."""
-    if generated.shape != ground_truth.shape:
-        raise ValueError(f"shapes differ: {generated.shape} vs {ground_truth.shape}")
-    if len(generated) < 2:
-        raise ValueError("the temporal error needs at least 2 frames")
-    g, y = generated.astype(np.float64), ground_truth.astype(np.float64)
-    return float(np.abs(np.diff(g, axis=0) - np.diff(y, axis=0)).mean())
+    return TemporalError().add(generated, ground_truth)["temporal"]
 
 
 def score_video(generated: np.ndarray, ground_truth: np.ndarray) -> Dict[str, float]:
     """Frame-averaged PSNR, SSIM, L1 and the temporal error of one video."""
     if generated.shape != ground_truth.shape:
         raise ValueError(f"generated {generated.shape} and ground truth {ground_truth.shape} differ")
-    return {
-        "psnr": float(np.mean([psnr(g, y) for g, y in zip(generated, ground_truth)])),
-        "ssim": float(np.mean([ssim_standard(g, y) for g, y in zip(generated, ground_truth)])),
-        "l1": float(np.mean([mae(g, y) for g, y in zip(generated, ground_truth)])),
-        "temporal": temporal_error(generated, ground_truth),
-    }
+    return score_videos(video_metrics(), generated, ground_truth)
 
 
 def without_motion_modules(pipe):

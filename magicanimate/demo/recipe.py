@@ -74,28 +74,6 @@ def write_base_folder(folder, unet_cfg: BaseUNetConfig, vae_dir, *, latent_size:
     return folder
 
 
-def unet2d_from_unet3d_folder(folder):
-    """The spatial part of one of our 3D UNet folders (trained without motion modules) as a diffusers
-    UNet2DConditionModel, loaded strictly: the base an image-diffusion stage 0 hands to stage 1."""
-    from diffusers import UNet2DConditionModel
-
-    from magicanimate.models import UNet3DMotionModel
-
-    unet3d = UNet3DMotionModel.from_pretrained(str(folder))
-    if unet3d.config.use_motion_module:
-        raise WeightsError(f"{folder}: expected a UNet trained without motion modules")
-    import inspect
-
-    keep = set(inspect.signature(UNet2DConditionModel.__init__).parameters)
-    config = {k: v for k, v in unet3d.config.items() if k in keep and not k.startswith("_")}
-    unet2d = UNet2DConditionModel.from_config(config)
-    missing, unexpected = unet2d.load_state_dict(unet3d.state_dict(), strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{folder}: spatial UNet does not map onto UNet2DConditionModel: missing {missing[:8]}, "
-                           f"unexpected {unexpected[:8]}")
-    return unet2d
-
-
 def _read_frames(folder: Path) -> np.ndarray:
     from magicanimate.media import read_video
 

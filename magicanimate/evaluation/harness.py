@@ -30,7 +30,8 @@ from magicanimate.errors import InputError
 from magicanimate.utils.devices import resolve_device
 from magicanimate.evaluation import features as feats
 from magicanimate.evaluation import frame_metrics as fm
-from magicanimate.evaluation.frechet import frechet_distance_from_features
+from magicanimate.evaluation.metrics import (ForegroundL1, FrechetMetric, LpipsMetric, PerFrameMetric,
+                                             finalize_all, score_videos)
 from magicanimate.evaluation.videos import load_pair, pair_videos
 from magicanimate.evaluation.weights import build_network
 
@@ -102,12 +103,6 @@ _FEATURES: "OrderedDict[tuple, object]" = OrderedDict()
 _MAX_FEATURES = 4096
 
 
-def clear_caches() -> None:
-    """Drop cached metric networks and features (frees their memory)."""
-    _NETWORKS.clear()
-    _FEATURES.clear()
-
-
 def _network(name: str, options: "EvalOptions", device: torch.device):
     key = (name, str(options.weights_dir), bool(options.random_networks), options.seed if options.random_networks
            else None, str(device))
@@ -130,9 +125,49 @@ def _cached(network_key: tuple, kind: str, frames: np.ndarray, compute):
     return value
 
 
-def _finite_mean(values: List[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+def _build_metrics(options: "EvalOptions", metrics: List[str], device, fvd_builder: str, lpips_range: str) -> list:
+    """The metric objects a run needs, with their networks (cached per process)."""
+    bs = options.batch_size
+    out: list = [PerFrameMetric(k, _PER_FRAME[k]) for m in metrics if m in _PER_FRAME_FOR for k in _PER_FRAME_FOR[m]]
+    out.append(ForegroundL1())
+    if "lpips" in metrics:
+        _, (lpips, _) = _network("lpips", options, device)
+        out.append(LpipsMetric(f"lpips_{lpips_range.replace('..', '_')}", lambda g, t: feats.lpips_distances(
+            lpips, g, t, input_range=lpips_range, batch_size=bs, device=device)))
+    for metric, net, kind, key, what, stack in (
+            ("fid", "inception", "pool3", "fid", "FID frames", False),
+            ("fid_vid", "resnet3d", "video", "fid_vid", "FID-VID videos", True),
+            ("fvd", "i3d", fvd_builder, f"fvd_{fvd_builder}", "FVD clips", False)):
+        if metric in metrics:
+            out.append(FrechetMetric(key, _feature_fn(net, kind, options, device, fvd_builder), what, stack=stack))
+    return out
+
+
+def _feature_fn(net: str, kind: str, options: "EvalOptions", device, fvd_builder: str):
+    net_key, (model, _) = _network(net, options, device)
+    bs = options.batch_size
+    compute = {
+        "inception": lambda f: feats.inception_features(model, f, batch_size=bs, device=device),
+        "resnet3d": lambda f: feats.resnet3d_video_feature(model, f, batch_size=bs, device=device),
+        "i3d": lambda f: feats.i3d_clip_features(model, f, builder=fvd_builder, batch_size=bs, device=device),
+    }[net]
+    return lambda frames: _cached(net_key, kind, frames, lambda: compute(frames))
+
+
+def _weights_used(options: "EvalOptions", metrics: List[str], device) -> dict:
+    used = {}
+    for metric, net in (("lpips", "lpips"), ("fid", "inception"), ("fid_vid", "resnet3d"), ("fvd", "i3d")):
+        if metric in metrics:
+            used.update(_network(net, options, device)[1][1])
+    return used
+
+
+def _check_sizes(pair, gt: np.ndarray, metrics: List[str]) -> None:
+    smallest = min(gt.shape[1:3])
+    for metric, need in (("ssim", 11), ("lpips", 16)):
+        if metric in metrics and smallest < need:
+            raise InputError(f"{pair.ground_truth}: frames of {gt.shape[1]}x{gt.shape[2]} are too small for {metric} "
+                             f"(needs at least {need}x{need}); drop it with --metrics")
 
 
 def evaluate_folders(generated, ground_truth, options: Optional[EvalOptions] = None) -> dict:
@@ -148,126 +183,51 @@ def evaluate_folders(generated, ground_truth, options: Optional[EvalOptions] = N
         raise InputError(
             f"FID-VID and FVD need at least 2 videos (covariance with ddof=1), {ground_truth} has {len(pairs)}; "
             f"drop them with --metrics or add videos")
-
-    networks, net_keys, weights_used = {}, {}, {}
-    needed = {"lpips": "lpips", "fid": "inception", "fid_vid": "resnet3d", "fvd": "i3d"}
-    for metric, net in needed.items():
-        if metric in metrics:
-            net_keys[net], (networks[net], record) = _network(net, options, device)
-            weights_used.update(record)
-    bs = options.batch_size
-
-    def inception(frames):
-        return _cached(net_keys["inception"], "pool3", frames, lambda: feats.inception_features(
-            networks["inception"], frames, batch_size=bs, device=device))
-
-    def resnet3d(frames):
-        return _cached(net_keys["resnet3d"], "video", frames, lambda: feats.resnet3d_video_feature(
-            networks["resnet3d"], frames, batch_size=bs, device=device))
-
-    def i3d(frames):
-        return _cached(net_keys["i3d"], fvd_builder, frames, lambda: feats.i3d_clip_features(
-            networks["i3d"], frames, builder=fvd_builder, batch_size=bs, device=device))
-
-    per_frame: Dict[str, List[float]] = {k: [] for m in metrics if m in _PER_FRAME_FOR for k in _PER_FRAME_FOR[m]}
-    lpips_values: List[float] = []
-    foreground: List[float] = []
-    fid_gen, fid_gt, vid_gen, vid_gt, fvd_gen, fvd_gt = [], [], [], [], [], []
-    per_video, sizes, total_frames, identical_frames = {}, set(), 0, 0
-
+    scorers = _build_metrics(options, metrics, device, fvd_builder, lpips_range)
+    per_video, sizes, total_frames, identical = {}, set(), 0, 0
     bar = tqdm(pairs, desc="evaluating videos", unit="video", disable=not options.progress)
     for pair in bar:
         bar.set_postfix_str(pair.name)
         gen, gt, mask = load_pair(pair, allow_length_mismatch=options.allow_length_mismatch,
                                   max_frames=options.max_frames)
-        smallest = min(gt.shape[1:3])
-        for metric, need in (("ssim", 11), ("lpips", 16)):
-            if metric in metrics and smallest < need:
-                raise InputError(
-                    f"{pair.ground_truth}: frames of {gt.shape[1]}x{gt.shape[2]} are too small for {metric} "
-                    f"(needs at least {need}x{need}); drop it with --metrics")
+        _check_sizes(pair, gt, metrics)
         sizes.add(tuple(gt.shape[1:3]))
         total_frames += len(gt)
-        video_stats: Dict[str, float] = {"frames": len(gt)}
-        for key in per_frame:
-            values = [_PER_FRAME[key](g, t) for g, t in zip(gen, gt)]
-            per_frame[key].extend(values)
-            video_stats[key] = float(np.mean(values))
-        identical_frames += int(sum(np.array_equal(g, t) for g, t in zip(gen, gt)))
-        if mask is not None:
-            values = [fm.masked_mae(g, t, m) for g, t, m in zip(gen, gt, mask)]
-            foreground.extend(values)
-            video_stats["mae_foreground"] = _finite_mean(values)
-        if "lpips" in metrics:
-            values = feats.lpips_distances(networks["lpips"], gen, gt, input_range=lpips_range,
-                                           batch_size=options.batch_size, device=device)
-            lpips_values.extend(values.tolist())
-            video_stats["lpips"] = float(values.mean())
-        if "fid" in metrics:
-            fid_gen.append(inception(gen))
-            fid_gt.append(inception(gt))
-        if "fid_vid" in metrics:
-            vid_gen.append(resnet3d(gen))
-            vid_gt.append(resnet3d(gt))
-        if "fvd" in metrics:
-            fvd_gen.append(i3d(gen))
-            fvd_gt.append(i3d(gt))
-            video_stats["clips"] = len(fvd_gen[-1])
-        per_video[pair.name] = video_stats
-
+        identical += int(sum(np.array_equal(g, t) for g, t in zip(gen, gt)))
+        per_video[pair.name] = {"frames": len(gt), **score_videos(scorers, gen, gt, mask)}
     if "fid" in metrics and total_frames < 2:
-        raise InputError(
-            f"FID needs at least 2 frames (covariance with ddof=1), {ground_truth} has {total_frames}; "
-            f"drop it with --metrics or add frames")
-    variants: Dict[str, float] = {k: float(np.mean(v)) for k, v in per_frame.items()}
-    if lpips_values:
-        variants[f"lpips_{lpips_range.replace('..', '_')}"] = float(np.mean(lpips_values))
-    if foreground:
-        variants["mae_foreground"] = _finite_mean(foreground)
-    if "fid" in metrics:
-        variants["fid"] = frechet_distance_from_features(np.concatenate(fid_gen), np.concatenate(fid_gt), what="FID frames")
-    if "fid_vid" in metrics:
-        variants["fid_vid"] = frechet_distance_from_features(np.stack(vid_gen), np.stack(vid_gt), what="FID-VID videos")
-    clips = 0
-    if "fvd" in metrics:
-        clips = int(sum(len(c) for c in fvd_gen))
-        variants[f"fvd_{fvd_builder}"] = frechet_distance_from_features(
-            np.concatenate(fvd_gen), np.concatenate(fvd_gt), what="FVD clips")
+        raise InputError(f"FID needs at least 2 frames (covariance with ddof=1), {ground_truth} has {total_frames}; "
+                         f"drop it with --metrics or add frames")
+    variants = finalize_all(scorers)
+    clips = sum(m.samples() for m in scorers if isinstance(m, FrechetMetric) and m.key.startswith("fvd"))
+    headline, definitions = _headline(options.protocol, metrics, variants, fvd_builder)
+    results = {
+        "protocol": options.protocol, "random_networks": bool(options.random_networks), "generated": str(generated),
+        "ground_truth": str(ground_truth), "resolution": sorted([list(s) for s in sizes]), "videos": len(pairs),
+        "frames": total_frames, "identical_frames": identical, "clips": clips,
+        "fvd_clip_builder": fvd_builder if "fvd" in metrics else None,
+        "lpips_input_range": lpips_range if "lpips" in metrics else None,
+        "metrics": headline, "definitions": definitions, "variants": variants, "per_video": per_video,
+        "weights": _weights_used(options, metrics, device), "device": str(device), **options.extra,
+    }
+    if options.random_networks:
+        results["WARNING"] = RANDOM_WARNING
+    return results
 
+
+def _headline(protocol: str, metrics: List[str], variants: dict, fvd_builder: str) -> tuple[dict, dict]:
+    """The protocol's value of each metric, and its definition."""
     headline, definitions = {}, {}
-    table = dict(_HEADLINE[options.protocol])
+    table = dict(_HEADLINE[protocol])
     table["fvd"] = (f"fvd_{fvd_builder}", "FVD, I3D-400 logits, clips = " + feats.CLIP_BUILDERS[fvd_builder])
     for metric in metrics:
         key, text = table.get(metric) or _COMMON[metric]
         headline[metric] = variants[key]
         definitions[metric] = text
-    if foreground:
+    if "mae_foreground" in variants:
         headline["l1_foreground"] = variants["mae_foreground"]
         definitions["l1_foreground"] = "mean abs(gen - gt) on 0..255 inside the ground-truth foreground mask"
-
-    results = {
-        "protocol": options.protocol,
-        "random_networks": bool(options.random_networks),
-        "generated": str(generated),
-        "ground_truth": str(ground_truth),
-        "resolution": sorted([list(s) for s in sizes]),
-        "videos": len(pairs),
-        "frames": total_frames,
-        "identical_frames": identical_frames,
-        "clips": clips,
-        "fvd_clip_builder": fvd_builder if "fvd" in metrics else None,
-        "lpips_input_range": lpips_range if "lpips" in metrics else None,
-        "metrics": headline,
-        "definitions": definitions,
-        "variants": variants,
-        "per_video": per_video,
-        "weights": weights_used,
-        "device": str(device),
-        **options.extra,
-    }
-    if options.random_networks:
-        results["WARNING"] = RANDOM_WARNING
-    return results
+    return headline, definitions
 
 
 def _json_safe(obj):

@@ -59,15 +59,6 @@ class PoseFrame:
         return self.landmarks is not None or self.parts is not None
 
 
-def transform_landmarks(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.ndarray:
-    """Apply ``p -> scale * p + shift`` to x, y (and scale z) of ``(..., 33, 4)`` landmarks."""
-    out = np.array(landmarks, dtype=np.float64, copy=True)
-    out[..., 0] = scale * out[..., 0] + shift[0]
-    out[..., 1] = scale * out[..., 1] + shift[1]
-    out[..., 2] = scale * out[..., 2]
-    return out
-
-
 def mirror_landmarks(landmarks: np.ndarray, width: float) -> np.ndarray:
     """Landmarks of the horizontally mirrored image (x -> width - x, left/right indices swapped)."""
     out = np.array(landmarks, dtype=np.float64, copy=True)

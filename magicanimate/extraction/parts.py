@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -264,14 +264,3 @@ def part_names_used() -> List[str]:
                 else:
                     names.append(f"{side}_{kind}_{'front' if front else 'back'}")
     return sorted(set(names))
-
-
-def part_statistics(part_map: np.ndarray) -> Dict[int, Tuple[float, float, int]]:
-    """``{part: (mean row, mean column, pixel count)}`` of the labelled parts of a map (for checks, logs)."""
-    stats = {}
-    for p in np.unique(part_map):
-        if p == 0:
-            continue
-        ys, xs = np.nonzero(part_map == p)
-        stats[int(p)] = (float(ys.mean()), float(xs.mean()), int(ys.size))
-    return stats

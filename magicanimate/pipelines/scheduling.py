@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import diffusers
-from diffusers import DDIMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from magicanimate.errors import ConfigError
@@ -42,6 +41,3 @@ def make_scheduler(name: str = "DDIMScheduler", overrides: Mapping[str, Any] | N
     config.update(overrides or {})
     return cls.from_config(config)
 
-
-def magicanimate_ddim() -> DDIMScheduler:
-    return make_scheduler("DDIMScheduler")
