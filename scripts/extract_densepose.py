@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Raw video -> DensePose control video for MagicAnimate. See README.md, "Motion extraction".
+"""Raw video -> DensePose control video for MagicAnimate. See docs/motion_extraction.md.
 
     python scripts/extract_densepose.py --input dance.mp4 --output dance_densepose.mp4 [--preview]
 """

@@ -193,7 +193,7 @@ def test_detectron2_missing_is_a_clear_error(small_video, tmp_path, monkeypatch)
 
 
 def test_detectron2_weights_are_required(tmp_path, monkeypatch):
-    monkeypatch.setattr(backends, "import_detectron2", lambda: (None, None, None, None))
+    monkeypatch.setattr(backends, "import_detectron2", lambda: (None, None, None))
     with pytest.raises(WeightsError, match="needs DensePose weights"):
         backends.create_backend("detectron2", config="c.yaml")
     with pytest.raises(WeightsError, match=r"nope\.pkl: no such file"):
@@ -259,14 +259,9 @@ def test_script_reports_errors_without_traceback(tmp_path):
 
 
 def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
-    # Stand-ins for detectron2's config/predictor and DensePose's result extractor: they check how the
-    # backend drives them and return a part-label patch for a box, which must land in the frame.
-    class Arr(np.ndarray):
-        def cpu(self):
-            return self
-
-        def numpy(self):
-            return np.asarray(self)
+    # Stand-ins for detectron2's config and predictor: they check how the backend drives them and return two
+    # DensePose instances; the main one's labels (part 2 over its whole box) must land in the frame.
+    torch = pytest.importorskip("torch")
 
     class Cfg:
         def __init__(self):
@@ -280,20 +275,20 @@ def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
             pass
 
     class Instances:
-        def __init__(self, scores):
-            self.scores = np.asarray(scores)
+        def __init__(self, boxes, scores):
+            self.pred_boxes = type("Boxes", (), {"tensor": torch.tensor(boxes, dtype=torch.float32)})()
+            self.scores = torch.tensor(scores)
+            fine = torch.zeros(len(scores), 25, 4, 4)
+            fine[:, 2] = 5.0  # part 2 everywhere
+            coarse = torch.zeros(len(scores), 2, 4, 4)
+            coarse[:, 1] = 1.0  # person everywhere
+            self.pred_densepose = type("DP", (), {"fine_segm": fine, "coarse_segm": coarse})()
 
         def __len__(self):
             return len(self.scores)
 
-        def to(self, device):
-            return self
-
         def has(self, name):
             return name == "pred_densepose"
-
-        def __getitem__(self, item):
-            return Instances(self.scores[item])
 
     seen = {}
 
@@ -302,19 +297,12 @@ def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
 
         def run(bgr):
             seen["bgr"] = bgr
-            return {"instances": Instances([0.3, 0.95])}
+            # a small unsure detection and the main person (xywh 12.7, 30.2, 10.9, 20.4)
+            return {"instances": Instances([[0.0, 0.0, 8.0, 8.0], [12.7, 30.2, 23.6, 50.6]], [0.3, 0.95])}
         return run
 
-    labels = np.full((20, 10), 2, np.uint8).view(Arr)
-
-    class Extractor:
-        def __call__(self, instances):
-            assert len(instances) == 1 and instances.scores[0] == 0.95  # the best-scoring person only
-            return [type("Res", (), {"labels": labels})()], [np.array([12.7, 30.2, 10.9, 20.4])]
-
     modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}), type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
-               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}),
-               type("X", (), {"DensePoseResultExtractor": Extractor}))
+               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}))
     monkeypatch.setattr(backends, "import_detectron2", lambda: modules)
     weights, config = tmp_path / "w.pkl", tmp_path / "c.yaml"
     weights.write_bytes(b"x")
