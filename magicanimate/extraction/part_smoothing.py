@@ -11,11 +11,12 @@ The window is symmetric and its centre frame weighs most, so a border sweeping m
 switches the majority exactly in the frame where it crossed: moving parts are not shifted or smeared. What the
 vote removes are labels lasting less than about half the window's weight: flicker.
 
-A fast limb that covers a pixel in a single frame looks like flicker to the vote. Such changes are undone: a
-region the vote changed is given back its raw labels where it is thicker than :data:`FLICKER_MAX_WIDTH` (border
-flicker is thin) and its raw part lies close by in a neighbouring frame (the limb was there, displaced by
-motion). A part swapped for one frame (front/back surfaces of a limb, left/right) or one that dropped out for
-a frame has no such support, so it is still smoothed.
+A fast limb that covers a pixel in a single frame looks like flicker to the vote. Such changes are undone for
+a part region (one connected piece of one label) that is thicker than :data:`FLICKER_MAX_WIDTH` (not a
+sliver along a border), mostly new in this frame (it moved by more than half its size since the previous
+or until the next frame, where a jittering border leaves most of the part in place) and found close by in a
+neighbouring frame (it moved, rather than being mislabelled). A part swapped for one frame (front/back
+surfaces of a limb, left/right) or one that dropped out for a frame is still smoothed.
 """
 
 from __future__ import annotations
@@ -78,20 +79,30 @@ def _disc(diameter: int) -> np.ndarray:
 
 
 def motion_support(raw: np.ndarray, smoothed: np.ndarray, neighbours: Sequence[np.ndarray]) -> np.ndarray:
-    """Pixels whose smoothing should be undone: a thick changed region whose raw part is close by in a
-    neighbouring frame (see the module docstring)."""
-    changed = ((raw != smoothed) & (raw > 0)).astype(np.uint8)
-    thick = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _disc(FLICKER_MAX_WIDTH + 1)) > 0
+    """Pixels whose smoothing should be undone because a part moved fast (see the module docstring).
+
+    The vote's changes to one raw part region (a connected piece of one label) are undone when the region is
+    thicker than FLICKER_MAX_WIDTH somewhere, mostly new in this frame (under half of it had that label in
+    the previous frame or in the next) and its label lies within MOTION_RADIUS of it in a neighbouring
+    frame.
+    """
+    changed = (raw != smoothed) & (raw > 0)
     restore = np.zeros(raw.shape, bool)
-    if not thick.any() or not neighbours:
+    if not changed.any() or not neighbours:
         return restore
     reach = _disc(2 * max(1, round(MOTION_RADIUS * max(raw.shape))) + 1)
-    for label in np.unique(raw[thick]):
-        seen = np.zeros(raw.shape, np.uint8)
-        for other in neighbours:
-            seen |= (other == label).astype(np.uint8)
-        near = cv2.dilate(seen, reach) > 0
-        restore |= thick & (raw == label) & near
+    core = _disc(FLICKER_MAX_WIDTH + 1)
+    for label in np.unique(raw[changed]):
+        before = [other == label for other in neighbours]
+        near = cv2.dilate(np.logical_or.reduce(before).astype(np.uint8), reach) > 0
+        _, pieces = cv2.connectedComponents((raw == label).astype(np.uint8), connectivity=8)
+        for piece in np.unique(pieces[changed & (raw == label)]):
+            region = pieces == piece
+            if not cv2.erode(region.astype(np.uint8), core).any():
+                continue  # a sliver: border flicker
+            kept = min(int((b & region).sum()) for b in before)  # how much of it stayed in place
+            if kept < 0.5 * region.sum() and (near & region).any():
+                restore |= region & changed
     return restore
 
 
