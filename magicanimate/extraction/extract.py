@@ -54,7 +54,9 @@ def format_frame_list(indices: Sequence[int], limit: int = 12) -> str:
 def detect_poses(frames: Iterable[np.ndarray], estimator: Estimator, *, total: Optional[int] = None,
                  desc: str = "pose") -> List[PoseFrame]:
     """Run ``estimator`` on every frame (first pass), with a progress bar."""
-    return [estimator(frame) for frame in tqdm(frames, total=total, desc=desc, unit="frame", leave=False)]
+    # closed on errors too, before the CLI prints its one error line
+    with tqdm(frames, total=total, desc=desc, unit="frame", leave=False) as bar:
+        return [estimator(frame) for frame in bar]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -110,7 +111,12 @@ def load_model(path: Path, device, torchvision_problem: Optional[str]):
     import torch
 
     try:
-        model = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            # TorchScript is the format these files are published in; torch's deprecation notice is not
+            # something a user of this script can act on
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated",
+                                    category=DeprecationWarning)
+            model = torch.jit.load(str(path), map_location=device)
     except Exception as exc:
         tv = torchvision_error(path, exc, torchvision_problem)
         if tv is not None:

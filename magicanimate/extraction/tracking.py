@@ -6,10 +6,17 @@ The choice is made in the first frame where anyone is detected:
   person, who is nearly always the dancer a video was filmed for;
 * ``person=K``: the K-th person from the left (ordered by box centre, 1 = leftmost) in that frame.
 
-From then on, each frame takes the detection whose box overlaps the chosen person's last box most, provided
-the overlap (intersection over union) is at least :data:`MIN_IOU`; otherwise the person counts as not found
-in that frame (``--missing`` decides what is drawn) and the last box is kept, so the same person is picked up
-again when it reappears where it was. Detections of anyone else are never used, whatever their size or score.
+From then on, each frame takes the detection whose box overlaps most with where the chosen person is
+expected: its last box, moved on by its recent frame-to-frame motion (an exponential average over the
+frames where it was found one after another, so a swaying box is not thrown back and forth) when it was
+also found in the frame before. Someone walking thus keeps its identity while passing a person standing
+still with a box of much the same size. The overlap (intersection over union) must be at least
+:data:`MIN_IOU`; otherwise the person counts as not found in that frame (``--missing`` decides what is
+drawn) and the last box is kept, so the same person is picked up again when it reappears where it was.
+Detections of anyone else are never used, whatever their size or score.
+
+Box overlap cannot tell apart two people of the same size moving the same way through the same place;
+where that happens the choice may pass to the other person (see docs/motion_extraction.md, "Limits").
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import numpy as np
 
 from magicanimate.errors import ConfigError, InputError
 
-#: least box overlap (IoU) with the chosen person's last box for a detection to count as that person. At
+#: least box overlap (IoU) with the chosen person's expected box for a detection to count as that person. At
 #: 25 fps a person's box moves and changes little between frames (IoU ~0.8-1); 0.5 keeps someone passing
 #: close by from taking over in a frame where the chosen person is missed.
 MIN_IOU = 0.5
+#: weight of the previous motion estimate in the running average of the box's per-frame motion.
+MOTION_DECAY = 0.5
 
 
 class PersonChoiceError(InputError):
@@ -63,6 +72,8 @@ class PersonTracker:
         self.person = check_person(person)
         self.min_iou = float(min_iou)
         self.box: Optional[np.ndarray] = None  # the chosen person's last box
+        self.motion = np.zeros(4)  # average change of its box per frame, over consecutive frames
+        self.last_frame = -1  # the frame of self.box
         self.frames_seen = 0
 
     def __call__(self, boxes: np.ndarray, scores: np.ndarray) -> Optional[int]:
@@ -74,11 +85,15 @@ class PersonTracker:
         if self.box is None:
             chosen = self._choose(boxes, np.asarray(scores, np.float64).reshape(-1), frame)
         else:
-            overlap = box_iou(self.box, boxes)
+            expected = self.box + self.motion if self.last_frame == frame - 1 else self.box
+            overlap = box_iou(expected, boxes)
             chosen = int(np.argmax(overlap))
             if overlap[chosen] < self.min_iou:
                 return None
-        self.box = boxes[chosen]
+        found_before = self.box is not None and self.last_frame == frame - 1
+        self.motion = (MOTION_DECAY * self.motion + (1 - MOTION_DECAY) * (boxes[chosen] - self.box)
+                       if found_before else np.zeros(4))
+        self.box, self.last_frame = boxes[chosen], frame
         return chosen
 
     def _choose(self, boxes: np.ndarray, scores: np.ndarray, frame: int) -> int:

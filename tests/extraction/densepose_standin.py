@@ -10,6 +10,7 @@ cell's label wins in the quarter of the box nearest to it after a bilinear resiz
 on the box's midlines), so for an even box size every pixel has one nearest cell.
 """
 
+import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -72,7 +73,10 @@ def save_standin(path, frames: Sequence[Sequence[Person]], frame_hw) -> None:
             fine[i, k] = torch.from_numpy(np.asarray(p.fine, np.float32))
             coarse[i, k] = torch.from_numpy(np.asarray(p.coarse, np.float32))
     counts = torch.tensor([len(f) for f in frames])
-    torch.jit.script(ReplayDensePose(boxes, scores, counts, fine, coarse, frame_hw)).save(str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated",
+                                category=DeprecationWarning)
+        torch.jit.script(ReplayDensePose(boxes, scores, counts, fine, coarse, frame_hw)).save(str(path))
 
 
 #: box halves the coarse mask can call background: (axis of the 2x2 logits, index along it)

@@ -301,7 +301,8 @@ def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
             return {"instances": Instances([[0.0, 0.0, 8.0, 8.0], [12.7, 30.2, 23.6, 50.6]], [0.3, 0.95])}
         return run
 
-    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}), type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
+    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}),
+               type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
                type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}))
     monkeypatch.setattr(backends, "import_detectron2", lambda: modules)
     weights, config = tmp_path / "w.pkl", tmp_path / "c.yaml"

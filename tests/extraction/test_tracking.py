@@ -60,3 +60,15 @@ def test_lost_person_is_not_replaced_and_is_found_again():
     assert tracker(elsewhere, np.array([0.99])) is None
     # back where it was: picked up again, the bystander still ignored
     assert tracker(np.array([[30.0, 0.0, 70.0, 60.0], [1.0, 0.0, 41.0, 60.0]]), np.array([0.99, 0.8])) == 1
+
+
+def test_expected_motion_keeps_a_walker_apart_from_a_same_sized_bystander():
+    # follow the walker (leftmost) while it passes a person standing still with a box of the same size:
+    # where the two boxes nearly coincide, only the walker's motion tells them apart
+    tracker = PersonTracker(person=1)
+    standing = np.array([40.0, 20.0, 80.0, 80.0])
+    picks = []
+    for i in range(22):
+        walker = np.array([2.0 + 4 * i, 20.0, 42.0 + 4 * i, 80.0])
+        picks.append(tracker(np.stack([standing, walker]), np.array([0.9, 0.9])))
+    assert picks == [1] * 22
