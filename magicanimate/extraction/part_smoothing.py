@@ -90,20 +90,28 @@ def motion_support(raw: np.ndarray, smoothed: np.ndarray, neighbours: Sequence[n
     restore = np.zeros(raw.shape, bool)
     if not changed.any() or not neighbours:
         return restore
-    reach = _disc(2 * max(1, round(MOTION_RADIUS * max(raw.shape))) + 1)
+    reach = max(1, round(MOTION_RADIUS * max(raw.shape)))
     core = _disc(FLICKER_MAX_WIDTH + 1)
     for label in np.unique(raw[changed]):
         before = [other == label for other in neighbours]
-        near = cv2.dilate(np.logical_or.reduce(before).astype(np.uint8), reach) > 0
         _, pieces = cv2.connectedComponents((raw == label).astype(np.uint8), connectivity=8)
         for piece in np.unique(pieces[changed & (raw == label)]):
             region = pieces == piece
             if not cv2.erode(region.astype(np.uint8), core).any():
                 continue  # a sliver: border flicker
             kept = min(int((b & region).sum()) for b in before)  # how much of it stayed in place
-            if kept < 0.5 * region.sum() and (near & region).any():
+            if kept < 0.5 * region.sum() and _near(region, np.logical_or.reduce(before), reach):
                 restore |= region & changed
     return restore
+
+
+def _near(region: np.ndarray, other: np.ndarray, radius: int) -> bool:
+    """Whether ``other`` has a pixel within ``radius`` of ``region`` (looked at around the region only)."""
+    ys, xs = np.nonzero(region)
+    y0, x0 = max(0, ys.min() - radius), max(0, xs.min() - radius)
+    y1, x1 = ys.max() + radius + 1, xs.max() + radius + 1
+    grown = cv2.dilate(region[y0:y1, x0:x1].astype(np.uint8), _disc(2 * radius + 1))
+    return bool((grown.astype(bool) & other[y0:y1, x0:x1]).any())
 
 
 def smooth_part_map(label_maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], index: int, sigma: float,
