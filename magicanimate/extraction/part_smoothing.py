@@ -32,7 +32,7 @@ from magicanimate.extraction.smoothing import gaussian_weights, smoothed_mask
 NUM_LABELS = 25
 #: changes at most this many pixels wide (at the resolution maps are stored, <= 256 px) count as flicker.
 FLICKER_MAX_WIDTH = 2
-#: how far (fraction of the map's longer side) a limb may move between frames and still count as motion.
+#: how far (fraction of the map's longer side) a limb may move per frame and still count as motion.
 MOTION_RADIUS = 0.1
 
 
@@ -78,19 +78,20 @@ def _disc(diameter: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
 
 
-def motion_support(raw: np.ndarray, smoothed: np.ndarray, neighbours: Sequence[np.ndarray]) -> np.ndarray:
+def motion_support(raw: np.ndarray, smoothed: np.ndarray, neighbours: Sequence[np.ndarray],
+                   frames_apart: int = 1) -> np.ndarray:
     """Pixels whose smoothing should be undone because a part moved fast (see the module docstring).
 
     The vote's changes to one raw part region (a connected piece of one label) are undone when the region is
     thicker than FLICKER_MAX_WIDTH somewhere, mostly new in this frame (under half of it had that label in
-    the previous frame or in the next) and its label lies within MOTION_RADIUS of it in a neighbouring
-    frame.
+    the neighbour before or in the one after, ``frames_apart`` frames away) and its label lies within
+    MOTION_RADIUS per frame apart of it in a neighbour.
     """
     changed = (raw != smoothed) & (raw > 0)
     restore = np.zeros(raw.shape, bool)
     if not changed.any() or not neighbours:
         return restore
-    reach = max(1, round(MOTION_RADIUS * max(raw.shape)))
+    reach = max(1, round(MOTION_RADIUS * frames_apart * max(raw.shape)))
     core = _disc(FLICKER_MAX_WIDTH + 1)
     for label in np.unique(raw[changed]):
         before = [other == label for other in neighbours]
@@ -132,7 +133,9 @@ def smooth_part_map(label_maps: Sequence[np.ndarray], masks: Sequence[np.ndarray
     scale = 255.0 if np.asarray(masks[index]).dtype == np.uint8 else 1.0
     soft = smoothed_mask(masks, index, sigma, valid=valid) / scale
     smoothed = fill_parts(vote_parts(label_maps, index, sigma, valid), soft > 0.5)
-    neighbours = [np.asarray(label_maps[j]) for j in (index - 1, index + 1)
+    # the vote removes events shorter than about sigma frames: look for motion that far before and after
+    step = max(1, int(round(sigma)))
+    neighbours = [np.asarray(label_maps[j]) for j in (index - step, index + step)
                   if 0 <= j < len(label_maps) and (valid is None or valid[j])]
-    restore = motion_support(raw, smoothed, neighbours)
+    restore = motion_support(raw, smoothed, neighbours, frames_apart=step)
     return np.where(restore, raw, smoothed), np.where(restore, raw_soft, soft).astype(np.float32)
