@@ -1,9 +1,10 @@
-"""Raw video -> DensePose control video in MagicAnimate's encoding (DESIGN.md §1).
+"""Raw video -> DensePose control video in MagicAnimate's encoding.
 
-Two passes over the input: the first runs the pose backend on every frame and keeps landmarks and small
-person masks; then the whole track is smoothed, one crop is chosen for the whole video (and, optionally,
-the motion is aligned to a reference image); the second pass renders the part maps through the DensePose
-palette and streams them to an H.264 file (written atomically), with an optional side-by-side preview.
+Two passes over the input: the first runs the pose backend on every frame and keeps its detection (landmarks
+and a small person mask, or a DensePose part map); then the whole track is smoothed, one crop is chosen for
+the whole video (and, optionally, the motion is aligned to a reference image); the second pass renders the
+part maps through the DensePose palette and streams them to an H.264 file or a folder of PNG frames (written
+atomically), with an optional side-by-side preview.
 
 Frames where the backend finds no person hold the nearest earlier detection (``missing="hold"``, the
 default; frames before the first detection take the first one) or are left empty (``"background"``); a

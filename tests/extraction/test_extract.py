@@ -67,6 +67,25 @@ def test_file_extraction_keeps_frame_count_and_fps(small_video, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name != "control.mp4"]  # no temp files left
 
 
+def test_png_folder_output_is_exact_and_replaces_only_earlier_frames(small_video, tmp_path):
+    pm = np.zeros((64, 64), np.uint8)
+    pm[10:50, 20:40] = 2
+    pm[10:20, 25:35] = 23
+    poses = [PoseFrame(mask=np.where(pm > 0, 255, 0).astype(np.uint8), parts=pm)] * 10
+    out = tmp_path / "control"
+    E.extract_densepose(small_video, out, size=64, fit="pad", estimator=Scripted(poses))
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(10)]
+    np.testing.assert_array_equal(parts_from_rgb(read_video(out).frames), np.broadcast_to(pm, (10, 64, 64)))
+    # a second run replaces an earlier run's frames; a folder holding anything else is refused
+    E.extract_densepose(small_video, out, size=64, fit="pad", fps=6.0, estimator=Scripted(poses))
+    assert len(list(out.iterdir())) == 5
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"control: the folder exists and holds other files \(notes\.txt\)"):
+        E.extract_densepose(small_video, out, size=64, estimator=Scripted(poses))
+    assert len(list(out.iterdir())) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["control", "in.mp4"]  # no temporary folder left
+
+
 def test_fps_resampling(small_video, tmp_path):
     out = tmp_path / "c.mp4"
     est = Scripted(walking_poses(5))
