@@ -1,7 +1,8 @@
 """Motion extraction: a raw video of a person -> a DensePose control video for MagicAnimate.
 
-Offline and on CPU with mediapipe's BlazePose (landmarks + person mask -> 24-part map), or with
-detectron2's DensePose when installed. See :func:`extract_densepose` and ``scripts/extract_densepose.py``.
+Offline and on CPU with mediapipe's BlazePose (landmarks + person mask -> 24-part map); with real DensePose
+R-CNN from a DensePose-TorchScript file (torch only); or with detectron2's DensePose when installed. See
+:func:`extract_densepose`, ``scripts/extract_densepose.py`` and docs/motion_extraction.md.
 """
 
 from magicanimate.extraction.backends import BACKENDS, BackendUnavailable, mediapipe_available

@@ -2,10 +2,15 @@
 
 * ``mediapipe`` (default): BlazePose through mediapipe's ``solutions.pose``: 33 landmarks and a person
   mask per frame. mediapipe 0.10.14's wheel bundles the models this needs (``model_complexity=1`` with
-  segmentation); nothing is downloaded. Installed by the ``pose`` extra, in its own environment (see the
-  README, "Motion extraction": mediapipe pins protobuf<5 and pulls opencv-contrib-python).
-* ``detectron2``: DensePose R-CNN (detectron2's DensePose project) when the user has it installed and
-  provides its config and weights; its fine-segmentation part index I is used directly.
+  segmentation); nothing is downloaded. Installed by the ``pose`` extra, in its own environment (see
+  docs/motion_extraction.md: mediapipe pins protobuf<5 and pulls opencv-contrib-python).
+* ``torchscript``: DensePose R-CNN exported to TorchScript (the DensePose-TorchScript project's files), run
+  with torch alone: see :mod:`magicanimate.extraction.torchscript`.
+* ``detectron2``: DensePose R-CNN through detectron2's DensePose project when the user has it installed and
+  provides its config and weights.
+
+The two DensePose backends share the person choice and tracking and the instances -> part map step
+(:mod:`magicanimate.extraction.instances`).
 """
 
 from __future__ import annotations
@@ -20,19 +25,20 @@ import cv2
 import numpy as np
 
 from magicanimate.errors import ConfigError, WeightsError
-from magicanimate.extraction.landmarks import NUM_LANDMARKS, PoseFrame
+from magicanimate.extraction.instances import COARSE, FINE, InstanceFollower
+from magicanimate.extraction.landmarks import NUM_LANDMARKS, PoseFrame, mask_storage_size
+from magicanimate.extraction.tracking import check_person
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("mediapipe", "detectron2")
-#: masks (and detectron2 part maps) are kept at most this many pixels on their longer side: the models
-#: predict them at ~256 px anyway, and a long video's masks must fit in memory.
-MASK_MAX_SIDE = 256
+BACKENDS = ("mediapipe", "torchscript", "detectron2")
+#: the backends that detect several people and follow one (``--person``).
+MULTI_PERSON_BACKENDS = ("torchscript", "detectron2")
 
 MEDIAPIPE_MISSING = (
     "the mediapipe backend needs mediapipe, which is not installed in this environment. It conflicts with "
     "the core install (protobuf<5, opencv-contrib-python), so install it in a separate environment: see "
-    "README.md, 'Motion extraction' (pose extra: pip install 'mediapipe==0.10.14')")
+    "docs/motion_extraction.md (pose extra: pip install 'mediapipe==0.10.14')")
 
 
 class BackendUnavailable(ConfigError):
@@ -45,13 +51,6 @@ def mediapipe_available() -> bool:
     except Exception:
         return False
     return True
-
-
-def mask_storage_size(frame_hw) -> tuple:
-    """``(h, w)`` at which masks of a ``frame_hw`` frame are stored (longer side <= MASK_MAX_SIDE)."""
-    h, w = frame_hw
-    f = min(1.0, MASK_MAX_SIDE / max(h, w))
-    return max(1, round(h * f)), max(1, round(w * f))
 
 
 def _store_mask(mask: np.ndarray) -> np.ndarray:
@@ -105,34 +104,35 @@ class MediaPipePose:
 
 
 def import_detectron2():
-    """``(detectron2.config, detectron2.engine, densepose, densepose.vis.extractor)`` or BackendUnavailable."""
+    """``(detectron2.config, detectron2.engine, densepose)`` or BackendUnavailable."""
     try:
         d2_config = importlib.import_module("detectron2.config")
         d2_engine = importlib.import_module("detectron2.engine")
         densepose = importlib.import_module("densepose")
-        extractor = importlib.import_module("densepose.vis.extractor")
     except Exception as exc:
         raise BackendUnavailable(
             "the detectron2 backend needs detectron2 with its DensePose project importable "
             "(`import detectron2, densepose`), which failed here "
             f"({type(exc).__name__}: {exc}). Install detectron2 and projects/DensePose from "
-            "https://github.com/facebookresearch/detectron2, or use --backend mediapipe") from None
-    return d2_config, d2_engine, densepose, extractor
+            "https://github.com/facebookresearch/detectron2, or use --backend torchscript (no detectron2 "
+            "needed) or --backend mediapipe") from None
+    return d2_config, d2_engine, densepose
 
 
 class Detectron2DensePose:
-    """DensePose R-CNN: the fine-segmentation part index of the highest-scoring person in each frame.
+    """DensePose R-CNN through detectron2: the chosen person's part map in each frame.
 
     Args:
         config: detectron2 DensePose config file (e.g. ``densepose_rcnn_R_50_FPN_s1x.yaml``).
         weights: its weights (e.g. ``model_final_162be9.pkl`` for R_50_FPN_s1x).
         device: torch device string ("cpu", "cuda", ...).
         min_score: detections below this score are ignored.
+        person: ``None`` to choose the main person automatically, or K for the K-th from the left.
     """
 
     def __init__(self, *, config: Optional[str], weights: Optional[str], device: str = "cpu",
-                 min_score: float = 0.8):
-        d2_config, d2_engine, densepose, extractor = import_detectron2()
+                 min_score: float = 0.8, person: Optional[int] = None):
+        d2_config, d2_engine, densepose = import_detectron2()
         if not weights:
             raise WeightsError("the detectron2 backend needs DensePose weights: pass --weights "
                                "(e.g. model_final_162be9.pkl of densepose_rcnn_R_50_FPN_s1x)")
@@ -151,45 +151,38 @@ class Detectron2DensePose:
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
         cfg.freeze()
         self._predictor = d2_engine.DefaultPredictor(cfg)
-        self._extract = extractor.DensePoseResultExtractor()
+        self._follow = InstanceFollower(person)
 
     def __call__(self, frame: np.ndarray) -> PoseFrame:
-        h, w = frame.shape[:2]
         # DefaultPredictor takes BGR by default (cfg.INPUT.FORMAT).
-        instances = self._predictor(np.ascontiguousarray(frame[:, :, ::-1]))["instances"].to("cpu")
-        if len(instances) == 0 or not instances.has("pred_densepose"):
-            return PoseFrame()
-        best = int(instances.scores.argmax())
-        results, boxes_xywh = self._extract(instances[best:best + 1])
-        if not results:
-            return PoseFrame()
-        labels = results[0].labels.cpu().numpy().astype(np.uint8)
-        x, y, bw, bh = (float(v) for v in boxes_xywh[0])
-        parts = np.zeros((h, w), np.uint8)
-        # the labels cover the detection box (DensePose truncates it to integers) at the box's own
-        # resolution; paste them into the frame.
-        x0, y0 = int(x), int(y)
-        box_w, box_h = max(1, int(bw)), max(1, int(bh))
-        patch = labels if labels.shape == (box_h, box_w) else cv2.resize(
-            labels, (box_w, box_h), interpolation=cv2.INTER_NEAREST)
-        xe, ye = min(w, x0 + patch.shape[1]), min(h, y0 + patch.shape[0])
-        xs, ys = max(0, x0), max(0, y0)
-        parts[ys:ye, xs:xe] = patch[ys - y0:ye - y0, xs - x0:xe - x0]
-        if not parts.any():
-            return PoseFrame()
-        sh, sw = mask_storage_size((h, w))
-        small = cv2.resize(parts, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        return PoseFrame(mask=np.where(small > 0, 255, 0).astype(np.uint8), parts=small)
+        instances = self._predictor(np.ascontiguousarray(frame[:, :, ::-1]))["instances"]
+        found = len(instances) > 0 and instances.has("pred_densepose")
+        return self._follow(detectron2_instances(instances) if found else None, frame.shape[:2])
 
     def close(self) -> None:
         self._predictor = None
 
 
+def detectron2_instances(instances) -> dict:
+    """detectron2 ``Instances`` with DensePose chart outputs -> the dict the shared part-map step reads."""
+    densepose = instances.pred_densepose
+    return {"pred_boxes": instances.pred_boxes.tensor, "scores": instances.scores,
+            COARSE: densepose.coarse_segm, FINE: densepose.fine_segm}
+
+
 def create_backend(name: str, *, video: bool = True, smooth: bool = True, weights: Optional[str] = None,
-                   config: Optional[str] = None, device: str = "cpu"):
+                   config: Optional[str] = None, device: str = "cpu", person: Optional[int] = None):
     """Instantiate the backend called ``name`` (one of :data:`BACKENDS`)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown extraction backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    person = check_person(person)
+    if person is not None and name not in MULTI_PERSON_BACKENDS:
+        raise ConfigError(f"--person applies to the {' and '.join(MULTI_PERSON_BACKENDS)} backends; the "
+                          f"{name} backend follows one person by itself")
     if name == "mediapipe":
         return MediaPipePose(video=video, smooth=smooth)
-    if name == "detectron2":
-        return Detectron2DensePose(config=config, weights=weights, device=device)
-    raise ConfigError(f"unknown extraction backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "torchscript":
+        from magicanimate.extraction.torchscript import TorchScriptDensePose
+
+        return TorchScriptDensePose(weights=weights, device=device, person=person)
+    return Detectron2DensePose(config=config, weights=weights, device=device, person=person)

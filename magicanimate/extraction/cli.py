@@ -19,10 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a video of a person into a DensePose control video for MagicAnimate "
                     "(viridis part-index encoding, same frame count and fps as the input by default).")
     p.add_argument("--input", required=True, help="video file or folder of frames")
-    p.add_argument("--output", required=True, help="control video to write (.mp4)")
+    p.add_argument("--output", required=True,
+                   help="control video to write (.mp4), or a folder name without extension for PNG frames")
     p.add_argument("--backend", choices=BACKENDS, default="mediapipe",
-                   help="mediapipe (default, offline, CPU) or detectron2 (DensePose R-CNN; needs --weights "
-                        "and --config)")
+                   help="mediapipe (default: offline, CPU, approximate part map from landmarks), torchscript "
+                        "(DensePose R-CNN exported to TorchScript; needs --weights FILE.torchscript) or "
+                        "detectron2 (needs --weights and --config)")
     p.add_argument("--size", type=int, default=512, help="output side in pixels (default 512)")
     p.add_argument("--fit", choices=FITS, default="crop",
                    help="crop: one square window around the person for the whole video (default); pad: the "
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-fps", type=float, default=None,
                    help="frame rate of a folder of frames (default 25)")
     p.add_argument("--smooth", type=float, default=1.0,
-                   help="temporal smoothing strength of landmarks and masks (0 = off, default 1)")
+                   help="temporal smoothing strength of landmarks, masks and part maps (0 = off: the raw "
+                        "per-frame output; default 1)")
     p.add_argument("--missing", choices=MISSING_MODES, default="hold",
                    help="frames without a person: hold the nearest earlier detection (default) or leave "
                         "them background")
@@ -42,9 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale and shift the motion so the body matches the person in this image")
     p.add_argument("--preview", nargs="?", const="", default=None, metavar="PATH",
                    help="also write a side-by-side preview (default path: OUTPUT_preview.mp4)")
-    p.add_argument("--weights", default=None, help="detectron2 backend: DensePose weights (.pkl)")
+    p.add_argument("--weights", default=None,
+                   help="torchscript backend: densepose_r50_fpn_dl.torchscript or densepose_r101_fpn_dl.torchscript "
+                        "(DensePose-TorchScript releases); detectron2 backend: DensePose weights (.pkl)")
     p.add_argument("--config", default=None, help="detectron2 backend: DensePose config (.yaml)")
-    p.add_argument("--device", default="cpu", help="detectron2 backend: torch device (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="torchscript and detectron2 backends: torch device, cpu (default) or cuda[:N]")
+    p.add_argument("--person", type=int, default=None, metavar="K",
+                   help="torchscript and detectron2 backends: follow the K-th person from the left (1 = leftmost) "
+                        "in the first frame with a person; default: the largest (box area x score)")
     return p
 
 
@@ -61,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.input, args.output, backend=args.backend, size=args.size, fit=args.fit, margin=args.margin,
             fps=args.fps, input_fps=args.input_fps, smooth=args.smooth, missing=args.missing,
             align_to=args.align_to, preview=preview, weights=args.weights, config=args.config,
-            device=args.device)
+            device=args.device, person=args.person)
     except MagicAnimateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
-"""Raw video -> DensePose control video in MagicAnimate's encoding (DESIGN.md §1).
+"""Raw video -> DensePose control video in MagicAnimate's encoding.
 
-Two passes over the input: the first runs the pose backend on every frame and keeps landmarks and small
-person masks; then the whole track is smoothed, one crop is chosen for the whole video (and, optionally,
-the motion is aligned to a reference image); the second pass renders the part maps through the DensePose
-palette and streams them to an H.264 file (written atomically), with an optional side-by-side preview.
+Two passes over the input: the first runs the pose backend on every frame and keeps its detection (landmarks
+and a small person mask, or a DensePose part map); then the whole track is smoothed, one crop is chosen for
+the whole video (and, optionally, the motion is aligned to a reference image); the second pass renders the
+part maps through the DensePose palette and streams them to an H.264 file or a folder of PNG frames (written
+atomically), with an optional side-by-side preview.
 
 Frames where the backend finds no person hold the nearest earlier detection (``missing="hold"``, the
 default; frames before the first detection take the first one) or are left empty (``"background"``); a
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 
 from magicanimate.data.densepose import BACKGROUND_RGB, render_parts
 from magicanimate.errors import ConfigError, InputError
-from magicanimate.extraction import framing, parts as parts_mod, smoothing
+from magicanimate.extraction import framing, outputs, part_smoothing, parts as parts_mod, smoothing
 from magicanimate.extraction.backends import BACKENDS, create_backend
+from magicanimate.extraction.tracking import PersonChoiceError, check_person
 from magicanimate.extraction.landmarks import PoseFrame, mask_probability
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,9 @@ def format_frame_list(indices: Sequence[int], limit: int = 12) -> str:
 def detect_poses(frames: Iterable[np.ndarray], estimator: Estimator, *, total: Optional[int] = None,
                  desc: str = "pose") -> List[PoseFrame]:
     """Run ``estimator`` on every frame (first pass), with a progress bar."""
-    return [estimator(frame) for frame in tqdm(frames, total=total, desc=desc, unit="frame", leave=False)]
+    # closed on errors too, before the CLI prints its one error line
+    with tqdm(frames, total=total, desc=desc, unit="frame", leave=False) as bar:
+        return [estimator(frame) for frame in bar]
 
 
 @dataclass
@@ -89,32 +93,20 @@ class MotionPlan:
         if j < 0:
             return np.zeros((size, size), np.uint8)
         masks = [p.mask for p in self.poses]
+        if self.poses[j].parts is not None:
+            # DensePose backends: part evidence is smoothed over time in frame coordinates, then placed
+            labels, soft = part_smoothing.smooth_part_map([p.parts for p in self.poses], masks, j,
+                                                          self.mask_sigma, valid=self.found)
+            place = self._mask_placement(soft.shape)
+            return part_smoothing.fill_parts(place.warp(labels, interpolation=cv2.INTER_NEAREST),
+                                             place.warp(soft) > 0.5)
         soft = (smoothing.smoothed_mask(masks, j, self.mask_sigma, valid=self.found) if self.mask_sigma > 0
                 else np.asarray(masks[j], np.float32))
         if masks[j].dtype == np.uint8:  # backends store probability x 255
             soft = soft / 255.0
-        place = self._mask_placement(soft.shape)
-        person = place.warp(soft) > 0.5
-        pose = self.poses[j]
-        if pose.parts is not None:
-            return _fill_parts(place.warp(pose.parts, interpolation=cv2.INTER_NEAREST), person)
+        person = self._mask_placement(soft.shape).warp(soft) > 0.5
         lm = self.placement.apply(self.landmarks[j])
         return parts_mod.parts_from_landmarks(lm, person, front=bool(self.facing[j]))
-
-
-def _fill_parts(labels: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Labels inside ``person`` only; person pixels the labels miss take the nearest label (smoothed masks)."""
-    out = np.where(person, labels, 0).astype(np.uint8)
-    holes = person & (out == 0)
-    if holes.any() and (labels > 0).any():
-        # distanceTransformWithLabels: for every pixel, the label of its nearest zero pixel.
-        src = np.where(labels > 0, 0, 255).astype(np.uint8)
-        _, nearest = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        ys, xs = np.nonzero(labels > 0)
-        lookup = np.zeros(nearest.max() + 1, np.uint8)
-        lookup[nearest[ys, xs]] = labels[ys, xs]
-        out[holes] = lookup[nearest[holes]]
-    return out
 
 
 def _hold_indices(found: np.ndarray) -> np.ndarray:
@@ -359,14 +351,17 @@ def extract_densepose(
     weights: Optional[str] = None,
     config: Optional[str] = None,
     device: str = "cpu",
+    person: Optional[int] = None,
     estimator: Optional[Estimator] = None,
 ) -> ExtractionResult:
     """Turn a video of a person into a DensePose control video for MagicAnimate.
 
     Args:
         input: video file or folder of frames.
-        output: the control video (.mp4), ``size`` x ``size``, written atomically.
-        backend: ``"mediapipe"`` (default) or ``"detectron2"`` (needs ``weights`` and ``config``).
+        output: the control, ``size`` x ``size``, written atomically: a video (.mp4) or, for a path without an
+            extension, a folder of PNG frames (lossless).
+        backend: ``"mediapipe"`` (default), ``"torchscript"`` (needs ``weights``: a DensePose-TorchScript
+            file) or ``"detectron2"`` (needs ``weights`` and ``config``).
         fit: ``"crop"`` (one square window around the person for the whole video) or ``"pad"`` (the whole
             frame, padded to a square with the DensePose background).
         margin: for ``fit="crop"``, space around the person, as a fraction of their extent.
@@ -376,10 +371,12 @@ def extract_densepose(
         missing: frames without a person: ``"hold"`` the nearest earlier detection, or ``"background"``.
         align_to: reference image: scale and shift the motion so the body matches the person in it.
         preview: also write a side-by-side video (input placed like the control | control) here.
+        device: torch device of the torchscript and detectron2 backends.
+        person: torchscript/detectron2: follow the K-th person from the left (default: the largest).
         estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
     """
     start = time.perf_counter()
-    from magicanimate.media import VideoReader, VideoWriter, read_image
+    from magicanimate.media import VideoReader, read_image
 
     input, output = Path(input), Path(output)
     check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing, fps=fps)
@@ -387,10 +384,8 @@ def extract_densepose(
         raise ConfigError(f"input fps must be a positive number, got {input_fps}")
     if backend not in BACKENDS and estimator is None:
         raise ConfigError(f"unknown extraction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if output.suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
-        raise ConfigError(f"{output}: the output must be a video file (.mp4)")
-    if output.resolve() == input.resolve():
-        raise ConfigError(f"{output}: the output would overwrite the input")
+    outputs.check_output(output, input)
+    check_person(person)
     reference_image = read_image(align_to) if align_to is not None else None
     if align_to is not None and backend != "mediapipe" and estimator is None:
         raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
@@ -402,37 +397,53 @@ def extract_densepose(
         own = estimator is None
         if own:
             estimator = create_backend(backend, smooth=smooth > 0, weights=weights, config=config,
-                                       device=device)
-        try:
-            poses = detect_poses(_selected(reader, indices), estimator, total=len(indices), desc="pose")
-            reference = None
-            if reference_image is not None:
-                reference = reference_landmarks(reference_image, source=str(align_to))
-        finally:
-            if own:
-                estimator.close()
+                                       device=device, person=person)
+        poses, reference = _first_pass(reader, indices, estimator, own=own, reference_image=reference_image,
+                                       align_to=align_to, source=input)
         plan = plan_motion(poses, reader.size, out_fps, size=size, fit=fit, margin=margin, smooth=smooth,
                            missing=missing, reference=reference, source=str(input))
-
         preview_path = Path(preview) if preview is not None else None
-        with ExitStack() as stack:
-            writer = stack.enter_context(VideoWriter(output, out_fps))
-            # the preview is for eyes only: a fast x264 preset keeps it from doubling the run time
-            pwriter = (stack.enter_context(VideoWriter(preview_path, out_fps, preset="veryfast"))
-                       if preview_path else None)
-            source_frames = _selected(reader, indices) if pwriter else None
-            for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
-                control = render_parts(plan.part_map(i))
-                writer.write(control)
-                if pwriter is not None:
-                    placed = plan.placement.warp(next(source_frames), border_value=BACKGROUND_RGB)
-                    pwriter.write(np.concatenate([placed, control], axis=1))
+        _render(plan, output, preview_path, lambda: _selected(reader, indices))
     seconds = time.perf_counter() - start
     logger.info("%s -> %s: %d frames in %.1f s (%.1f frames/s)", input, output, plan.num_frames, seconds,
                 plan.num_frames / max(seconds, 1e-9))
-    return ExtractionResult(output=output, num_frames=plan.num_frames, fps=out_fps, size=size,
+    return ExtractionResult(output=output, num_frames=plan.num_frames, fps=out_fps, size=plan.size,
                             missing_frames=plan.missing, placement=plan.placement, seconds=seconds,
                             preview=preview_path)
+
+
+def _first_pass(reader, indices, estimator, *, own: bool, reference_image, align_to, source: Path):
+    """Detections of every output frame (and the reference's landmarks); closes an estimator it owns."""
+    try:
+        try:
+            poses = detect_poses(_selected(reader, indices), estimator, total=len(indices), desc="pose")
+        except PersonChoiceError as exc:
+            raise PersonChoiceError(f"{source}: {exc}") from None
+        reference = None
+        if reference_image is not None:
+            reference = reference_landmarks(reference_image, source=str(align_to))
+    finally:
+        if own:
+            estimator.close()
+    return poses, reference
+
+
+def _render(plan: MotionPlan, output: Path, preview: Optional[Path], source_frames) -> None:
+    """Second pass: every part map through the palette into the control (and the preview) atomically."""
+    from magicanimate.media import VideoWriter
+
+    with ExitStack() as stack:
+        writer = stack.enter_context(outputs.open_control_writer(output, plan.fps))
+        # the preview is for eyes only: a fast x264 preset keeps it from doubling the run time
+        pwriter = (stack.enter_context(VideoWriter(preview, plan.fps, preset="veryfast"))
+                   if preview is not None else None)
+        frames = source_frames() if pwriter is not None else None
+        for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
+            control = render_parts(plan.part_map(i))
+            writer.write(control)
+            if pwriter is not None:
+                placed = plan.placement.warp(next(frames), border_value=BACKGROUND_RGB)
+                pwriter.write(np.concatenate([placed, control], axis=1))
 
 
 def _selected(reader, indices: np.ndarray):

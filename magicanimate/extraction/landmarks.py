@@ -13,6 +13,9 @@ from typing import Optional
 import numpy as np
 
 NUM_LANDMARKS = 33
+#: masks (and part maps) are kept at most this many pixels on their longer side: the models predict them at
+#: ~112-256 px anyway, and a long video's masks must fit in memory.
+MASK_MAX_SIDE = 256
 
 NOSE = 0
 LEFT_EYE, RIGHT_EYE = 2, 5
@@ -46,8 +49,8 @@ class PoseFrame:
         mask: ``(h, w)`` person probability, float in ``[0, 1]`` or uint8 in ``[0, 255]`` (how backends store
             it); may be stored at a lower resolution than the frame (it covers the whole frame either way).
             ``None`` when no person was found.
-        parts: ``(h, w)`` uint8 DensePose part index 0..24 covering the whole frame (detectron2 backend),
-            else ``None``.
+        parts: ``(h, w)`` uint8 DensePose part index 0..24 covering the whole frame (torchscript and
+            detectron2 backends), else ``None``.
     """
 
     landmarks: Optional[np.ndarray] = None
@@ -57,6 +60,13 @@ class PoseFrame:
     @property
     def found(self) -> bool:
         return self.landmarks is not None or self.parts is not None
+
+
+def mask_storage_size(frame_hw) -> tuple:
+    """``(h, w)`` at which masks of a ``frame_hw`` frame are stored (longer side <= MASK_MAX_SIDE)."""
+    h, w = frame_hw
+    f = min(1.0, MASK_MAX_SIDE / max(h, w))
+    return max(1, round(h * f)), max(1, round(w * f))
 
 
 def mirror_landmarks(landmarks: np.ndarray, width: float) -> np.ndarray:

@@ -67,6 +67,25 @@ def test_file_extraction_keeps_frame_count_and_fps(small_video, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name != "control.mp4"]  # no temp files left
 
 
+def test_png_folder_output_is_exact_and_replaces_only_earlier_frames(small_video, tmp_path):
+    pm = np.zeros((64, 64), np.uint8)
+    pm[10:50, 20:40] = 2
+    pm[10:20, 25:35] = 23
+    poses = [PoseFrame(mask=np.where(pm > 0, 255, 0).astype(np.uint8), parts=pm)] * 10
+    out = tmp_path / "control"
+    E.extract_densepose(small_video, out, size=64, fit="pad", estimator=Scripted(poses))
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(10)]
+    np.testing.assert_array_equal(parts_from_rgb(read_video(out).frames), np.broadcast_to(pm, (10, 64, 64)))
+    # a second run replaces an earlier run's frames; a folder holding anything else is refused
+    E.extract_densepose(small_video, out, size=64, fit="pad", fps=6.0, estimator=Scripted(poses))
+    assert len(list(out.iterdir())) == 5
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"control: the folder exists and holds other files \(notes\.txt\)"):
+        E.extract_densepose(small_video, out, size=64, estimator=Scripted(poses))
+    assert len(list(out.iterdir())) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["control", "in.mp4"]  # no temporary folder left
+
+
 def test_fps_resampling(small_video, tmp_path):
     out = tmp_path / "c.mp4"
     est = Scripted(walking_poses(5))
@@ -193,7 +212,7 @@ def test_detectron2_missing_is_a_clear_error(small_video, tmp_path, monkeypatch)
 
 
 def test_detectron2_weights_are_required(tmp_path, monkeypatch):
-    monkeypatch.setattr(backends, "import_detectron2", lambda: (None, None, None, None))
+    monkeypatch.setattr(backends, "import_detectron2", lambda: (None, None, None))
     with pytest.raises(WeightsError, match="needs DensePose weights"):
         backends.create_backend("detectron2", config="c.yaml")
     with pytest.raises(WeightsError, match=r"nope\.pkl: no such file"):
@@ -259,14 +278,9 @@ def test_script_reports_errors_without_traceback(tmp_path):
 
 
 def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
-    # Stand-ins for detectron2's config/predictor and DensePose's result extractor: they check how the
-    # backend drives them and return a part-label patch for a box, which must land in the frame.
-    class Arr(np.ndarray):
-        def cpu(self):
-            return self
-
-        def numpy(self):
-            return np.asarray(self)
+    # Stand-ins for detectron2's config and predictor: they check how the backend drives them and return two
+    # DensePose instances; the main one's labels (part 2 over its whole box) must land in the frame.
+    torch = pytest.importorskip("torch")
 
     class Cfg:
         def __init__(self):
@@ -280,20 +294,20 @@ def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
             pass
 
     class Instances:
-        def __init__(self, scores):
-            self.scores = np.asarray(scores)
+        def __init__(self, boxes, scores):
+            self.pred_boxes = type("Boxes", (), {"tensor": torch.tensor(boxes, dtype=torch.float32)})()
+            self.scores = torch.tensor(scores)
+            fine = torch.zeros(len(scores), 25, 4, 4)
+            fine[:, 2] = 5.0  # part 2 everywhere
+            coarse = torch.zeros(len(scores), 2, 4, 4)
+            coarse[:, 1] = 1.0  # person everywhere
+            self.pred_densepose = type("DP", (), {"fine_segm": fine, "coarse_segm": coarse})()
 
         def __len__(self):
             return len(self.scores)
 
-        def to(self, device):
-            return self
-
         def has(self, name):
             return name == "pred_densepose"
-
-        def __getitem__(self, item):
-            return Instances(self.scores[item])
 
     seen = {}
 
@@ -302,19 +316,13 @@ def test_detectron2_backend_pastes_the_best_detection(tmp_path, monkeypatch):
 
         def run(bgr):
             seen["bgr"] = bgr
-            return {"instances": Instances([0.3, 0.95])}
+            # a small unsure detection and the main person (xywh 12.7, 30.2, 10.9, 20.4)
+            return {"instances": Instances([[0.0, 0.0, 8.0, 8.0], [12.7, 30.2, 23.6, 50.6]], [0.3, 0.95])}
         return run
 
-    labels = np.full((20, 10), 2, np.uint8).view(Arr)
-
-    class Extractor:
-        def __call__(self, instances):
-            assert len(instances) == 1 and instances.scores[0] == 0.95  # the best-scoring person only
-            return [type("Res", (), {"labels": labels})()], [np.array([12.7, 30.2, 10.9, 20.4])]
-
-    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}), type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
-               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}),
-               type("X", (), {"DensePoseResultExtractor": Extractor}))
+    modules = (type("C", (), {"get_cfg": staticmethod(Cfg)}),
+               type("E", (), {"DefaultPredictor": staticmethod(predictor)}),
+               type("D", (), {"add_densepose_config": staticmethod(lambda cfg: None)}))
     monkeypatch.setattr(backends, "import_detectron2", lambda: modules)
     weights, config = tmp_path / "w.pkl", tmp_path / "c.yaml"
     weights.write_bytes(b"x")
