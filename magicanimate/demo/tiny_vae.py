@@ -240,11 +240,7 @@ def _evaluate(vae, frames, step, loss, start, cpu_start, cfg, history, marks, ba
     bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.2f}")
 
 
-def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
-    """Train, measure the scaling factor, save to ``cfg.output_dir``; returns the metrics."""
-    torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+def _check_sizes(cfg: TinyVAETrainConfig) -> None:
     factor = 2 ** (len(cfg.model.block_out_channels) - 1)
     if cfg.data.size % factor:
         raise ConfigError(f"data.size {cfg.data.size} must be divisible by the VAE's down-sampling factor")
@@ -252,40 +248,46 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
         raise ConfigError(f"data.crop_size {cfg.data.crop_size} must be a multiple of the VAE's down-sampling "
                           f"factor {factor} and at most data.size {cfg.data.size}")
 
+
+def _augmented_batch(train: np.ndarray, cfg: TinyVAETrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """A random batch: horizontal flips, channel shuffles and one random crop, as the config asks."""
+    batch = train[rng.integers(0, len(train), size=cfg.batch_size)]
+    if cfg.data.hflip:
+        flip = rng.uniform(size=len(batch)) < 0.5
+        batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
+    if cfg.data.channel_shuffle:
+        perms = np.argsort(rng.uniform(size=(len(batch), 3)), axis=1)
+        batch = np.take_along_axis(batch, perms[:, None, None, :], axis=3)
+    if cfg.data.crop_size:
+        top, left = rng.integers(0, np.array(batch.shape[1:3]) - cfg.data.crop_size + 1)
+        batch = batch[:, top : top + cfg.data.crop_size, left : left + cfg.data.crop_size]
+    return batch
+
+
+def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
+    """Train, measure the scaling factor, save to ``cfg.output_dir``; returns the metrics."""
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    _check_sizes(cfg)
     train = load_frames(cfg.data, "train", progress=progress)
     test = load_frames(cfg.data, "test", progress=progress)
     n_eval = min(cfg.data.eval_frames, len(test))
-    eval_idx = np.random.default_rng(cfg.seed + 1).choice(len(test), size=n_eval, replace=False)
-    eval_frames = test[np.sort(eval_idx)]
-
+    eval_frames = test[np.sort(np.random.default_rng(cfg.seed + 1).choice(len(test), size=n_eval, replace=False))]
     vae = build_tiny_vae(cfg.model, cfg.data.size)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     history, marks = [], {}
     start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(total=cfg.steps, desc="train tiny VAE", unit="step", disable=not progress)
-    step = 0
-    while True:
-        cpu = time.process_time() - cpu_start
-        wall = time.perf_counter() - start
-        done = _progress(step, cfg.steps, cpu, cfg.max_minutes, wall, cfg.max_wall_minutes)
-        if done >= 1.0:
-            break
+    step, loss = 0, float("nan")
+    while (done := _progress(step, cfg.steps, time.process_time() - cpu_start, cfg.max_minutes,
+                             time.perf_counter() - start, cfg.max_wall_minutes)) < 1.0:
         # Linear warm-up, then cosine decay to zero at the end of the steps or of a time budget.
         warm = min(1.0, (step + 1) / max(cfg.lr_warmup_steps, 1))
         for group in opt.param_groups:
             group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-        idx = rng.integers(0, len(train), size=cfg.batch_size)
-        batch = train[idx]
-        if cfg.data.hflip:
-            flip = rng.uniform(size=len(batch)) < 0.5
-            batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
-        if cfg.data.channel_shuffle:
-            perms = np.argsort(rng.uniform(size=(len(batch), 3)), axis=1)
-            batch = np.take_along_axis(batch, perms[:, None, None, :], axis=3)
-        if cfg.data.crop_size:
-            top, left = rng.integers(0, np.array(batch.shape[1:3]) - cfg.data.crop_size + 1)
-            batch = batch[:, top : top + cfg.data.crop_size, left : left + cfg.data.crop_size]
+        batch = _augmented_batch(train, cfg, rng)
         vae.train()
         losses = vae_loss(vae, to_tensor(batch), cfg, gen)
         opt.zero_grad(set_to_none=True)
@@ -299,29 +301,26 @@ def train_tiny_vae(cfg: TinyVAETrainConfig, *, progress: bool = True) -> dict:
         if step % cfg.eval_every == 0:
             _evaluate(vae, eval_frames, step, loss, start, cpu_start, cfg, history, marks, bar)
     if not history or history[-1]["step"] != step:
-        _evaluate(vae, eval_frames, step, loss if step else float("nan"), start, cpu_start, cfg, history, marks, bar)
+        _evaluate(vae, eval_frames, step, loss, start, cpu_start, cfg, history, marks, bar)
     bar.close()
-    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    timing = (time.perf_counter() - start, time.process_time() - cpu_start)
+    return _finish(vae, cfg, train, test, step, timing, marks, history)
+
+
+def _finish(vae, cfg: TinyVAETrainConfig, train, test, step: int, timing, marks, history) -> dict:
+    """Held-out PSNR and the latents' scaling factor; the VAE folder written atomically; the metrics."""
     vae.eval()
     test_psnr = psnr(reconstruct(vae, test), test)
     n_scale = min(cfg.scaling_frames, len(train))
     scale_frames = train[np.sort(np.random.default_rng(cfg.seed + 2).choice(len(train), n_scale, replace=False))]
     scaling = measure_scaling_factor(vae, scale_frames, cfg.seed)
     vae.register_to_config(scaling_factor=scaling)
-
     out = Path(cfg.output_dir)
     metrics = {
-        "steps": step,
-        "train_seconds": round(train_seconds, 1),
-        "train_cpu_seconds": round(train_cpu_seconds, 1),
-        "num_threads": cfg.num_threads,
-        "test_psnr": round(test_psnr, 2),
-        "test_frames": int(len(test)),
-        "train_frames": int(len(train)),
-        "scaling_factor": scaling,
-        "parameters": int(sum(p.numel() for p in vae.parameters())),
-        "psnr_marks": marks,
-        "history": history,
+        "steps": step, "train_seconds": round(timing[0], 1), "train_cpu_seconds": round(timing[1], 1),
+        "num_threads": cfg.num_threads, "test_psnr": round(test_psnr, 2), "test_frames": int(len(test)),
+        "train_frames": int(len(train)), "scaling_factor": scaling,
+        "parameters": int(sum(p.numel() for p in vae.parameters())), "psnr_marks": marks, "history": history,
     }
     with atomic_path(out) as tmp:
         vae.save_pretrained(tmp, safe_serialization=True)

@@ -78,6 +78,26 @@ def unfold_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     return x.reshape(bf // frames, frames, c, *x.shape[2:]).transpose(1, 2)
 
 
+def _check_layout(c) -> None:
+    """Layouts the model does not build raise ConfigError here, naming the setting."""
+    n = len(c.block_out_channels)
+    if len(c.down_block_types) != n or len(c.up_block_types) != n:
+        raise ConfigError("down_block_types, up_block_types and block_out_channels must have equal lengths")
+    if c.mid_block_type != "UNetMidBlock2DCrossAttn":
+        raise ConfigError(f"mid_block_type {c.mid_block_type!r} is not supported (UNetMidBlock2DCrossAttn only)")
+    if c.resnet_norm not in ("window", "frame"):
+        raise ConfigError(f"resnet_norm must be 'window' or 'frame', got {c.resnet_norm!r}")
+    for t in (*c.down_block_types, *c.up_block_types):
+        if t not in _DOWN and t not in _UP:
+            raise ConfigError(f"block type {t!r} is not supported (use {sorted(_DOWN) + sorted(_UP)})")
+    if c.use_motion_module:
+        for ch in c.block_out_channels:
+            if ch % c.motion_norm_num_groups or ch % c.motion_num_attention_heads:
+                raise ConfigError(
+                    f"motion modules: channel width {ch} is not divisible by motion_norm_num_groups="
+                    f"{c.motion_norm_num_groups} and motion_num_attention_heads={c.motion_num_attention_heads}")
+
+
 def _per_block(value, n: int, name: str) -> tuple:
     if isinstance(value, (list, tuple)):
         if len(value) != n:
@@ -138,85 +158,73 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
         resnet_norm: str = "window",
     ):
         super().__init__()
-        n = len(block_out_channels)
-        if len(down_block_types) != n or len(up_block_types) != n:
-            raise ConfigError("down_block_types, up_block_types and block_out_channels must have equal lengths")
-        if mid_block_type != "UNetMidBlock2DCrossAttn":
-            raise ConfigError(f"mid_block_type {mid_block_type!r} is not supported (UNetMidBlock2DCrossAttn only)")
-        if resnet_norm not in ("window", "frame"):
-            raise ConfigError(f"resnet_norm must be 'window' or 'frame', got {resnet_norm!r}")
-        for t in (*down_block_types, *up_block_types):
-            if t not in _DOWN and t not in _UP:
-                raise ConfigError(f"block type {t!r} is not supported (use {sorted(_DOWN) + sorted(_UP)})")
-        heads = _per_block(num_attention_heads or attention_head_dim, n, "attention_head_dim")
-        motion = bool(use_motion_module)
-        if motion:
-            for c in block_out_channels:
-                if c % motion_norm_num_groups or c % motion_num_attention_heads:
-                    raise ConfigError(
-                        f"motion modules: channel width {c} is not divisible by motion_norm_num_groups="
-                        f"{motion_norm_num_groups} and motion_num_attention_heads={motion_num_attention_heads}")
+        _check_layout(self.config)
+        heads = _per_block(num_attention_heads or attention_head_dim, len(block_out_channels), "attention_head_dim")
         temb = block_out_channels[0] * 4
-
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], temb, act_fn=act_fn)
-
         common = dict(temb_channels=temb, resnet_eps=norm_eps, resnet_act_fn=act_fn,
                       resnet_groups=norm_num_groups, resnet_time_scale_shift=resnet_time_scale_shift)
         motion_kw = dict(temporal_num_attention_heads=motion_num_attention_heads,
                          temporal_max_seq_length=motion_max_seq_length,
-                         temporal_transformer_layers_per_block=motion_num_transformer_blocks) if motion else {}
-
-        def attn_kw(kind: str, num_heads: int) -> dict:
-            if not kind.startswith("CrossAttn"):
-                return {}
-            return dict(num_attention_heads=num_heads, cross_attention_dim=cross_attention_dim,
-                        use_linear_projection=use_linear_projection, only_cross_attention=only_cross_attention,
-                        upcast_attention=upcast_attention, transformer_layers_per_block=transformer_layers_per_block)
-
-        self.down_blocks = nn.ModuleList()
-        out_ch = block_out_channels[0]
-        for i, kind in enumerate(down_block_types):
-            if kind not in _DOWN:
-                raise ConfigError(f"{kind!r} is not a down block type")
-            in_ch, out_ch = out_ch, block_out_channels[i]
-            cls = _DOWN[kind][1 if motion else 0]
-            self.down_blocks.append(cls(num_layers=layers_per_block, in_channels=in_ch, out_channels=out_ch,
-                                        add_downsample=i < n - 1, downsample_padding=downsample_padding,
-                                        **common, **attn_kw(kind, heads[i]), **motion_kw))
-
+                         temporal_transformer_layers_per_block=motion_num_transformer_blocks) if use_motion_module else {}
+        self.down_blocks = self._down_blocks(heads, common, motion_kw)
         self.mid_block = UNetMidBlock2DCrossAttn(
             in_channels=block_out_channels[-1], output_scale_factor=mid_block_scale_factor,
             cross_attention_dim=cross_attention_dim, num_attention_heads=heads[-1],
             use_linear_projection=use_linear_projection, upcast_attention=upcast_attention,
             transformer_layers_per_block=transformer_layers_per_block, **common)
-
-        self.up_blocks = nn.ModuleList()
-        rev_ch = list(reversed(block_out_channels))
-        rev_heads = list(reversed(heads))
-        out_ch = rev_ch[0]
-        for i, kind in enumerate(up_block_types):
-            if kind not in _UP:
-                raise ConfigError(f"{kind!r} is not an up block type")
-            prev, out_ch, in_ch = out_ch, rev_ch[i], rev_ch[min(i + 1, n - 1)]
-            cls = _UP[kind][1 if motion else 0]
-            self.up_blocks.append(cls(num_layers=layers_per_block + 1, in_channels=in_ch, out_channels=out_ch,
-                                      prev_output_channel=prev, add_upsample=i < n - 1, resolution_idx=i,
-                                      **common, **attn_kw(kind, rev_heads[i]), **motion_kw))
-
+        self.up_blocks = self._up_blocks(heads, common, motion_kw)
         self.conv_norm_out = WindowGroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps,
                                              per_frame=resnet_norm == "frame")
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+        self._adapt_norms(resnet_norm == "frame", motion_norm_num_groups)
+        self.reference_block_names = install_reference_processors(self, "reader")
 
+    def _attention_kwargs(self, kind: str, num_heads: int) -> dict:
+        if not kind.startswith("CrossAttn"):
+            return {}
+        c = self.config
+        return dict(num_attention_heads=num_heads, cross_attention_dim=c.cross_attention_dim,
+                    use_linear_projection=c.use_linear_projection, only_cross_attention=c.only_cross_attention,
+                    upcast_attention=c.upcast_attention, transformer_layers_per_block=c.transformer_layers_per_block)
+
+    def _down_blocks(self, heads, common: dict, motion_kw: dict) -> nn.ModuleList:
+        channels, n = self.config.block_out_channels, len(self.config.block_out_channels)
+        blocks, out_ch = nn.ModuleList(), channels[0]
+        for i, kind in enumerate(self.config.down_block_types):
+            if kind not in _DOWN:
+                raise ConfigError(f"{kind!r} is not a down block type")
+            in_ch, out_ch = out_ch, channels[i]
+            cls = _DOWN[kind][1 if self.config.use_motion_module else 0]
+            blocks.append(cls(num_layers=self.config.layers_per_block, in_channels=in_ch, out_channels=out_ch,
+                              add_downsample=i < n - 1, downsample_padding=self.config.downsample_padding,
+                              **common, **self._attention_kwargs(kind, heads[i]), **motion_kw))
+        return blocks
+
+    def _up_blocks(self, heads, common: dict, motion_kw: dict) -> nn.ModuleList:
+        rev_ch, rev_heads = list(reversed(self.config.block_out_channels)), list(reversed(heads))
+        n, blocks, out_ch = len(rev_ch), nn.ModuleList(), rev_ch[0]
+        for i, kind in enumerate(self.config.up_block_types):
+            if kind not in _UP:
+                raise ConfigError(f"{kind!r} is not an up block type")
+            prev, out_ch, in_ch = out_ch, rev_ch[i], rev_ch[min(i + 1, n - 1)]
+            cls = _UP[kind][1 if self.config.use_motion_module else 0]
+            blocks.append(cls(num_layers=self.config.layers_per_block + 1, in_channels=in_ch, out_channels=out_ch,
+                              prev_output_channel=prev, add_upsample=i < n - 1, resolution_idx=i,
+                              **common, **self._attention_kwargs(kind, rev_heads[i]), **motion_kw))
+        return blocks
+
+    def _adapt_norms(self, per_frame: bool, motion_norm_num_groups: int) -> None:
+        """The original's norms: ResNets normalise over the window, motion modules per frame."""
         for module in list(self.modules()):
             if isinstance(module, ResnetBlock2D):
-                module.norm1 = WindowGroupNorm.from_group_norm(module.norm1, per_frame=resnet_norm == "frame")
-                module.norm2 = WindowGroupNorm.from_group_norm(module.norm2, per_frame=resnet_norm == "frame")
+                module.norm1 = WindowGroupNorm.from_group_norm(module.norm1, per_frame=per_frame)
+                module.norm2 = WindowGroupNorm.from_group_norm(module.norm2, per_frame=per_frame)
             elif isinstance(module, AnimateDiffTransformer3D):
                 adapt_motion_module(module, motion_norm_num_groups)
-        self.reference_block_names = install_reference_processors(self, "reader")
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod

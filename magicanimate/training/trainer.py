@@ -195,54 +195,92 @@ def _check_tracker(report_to: str) -> Optional[str]:
 
 # ---------------------------------------------------------------------------------------------- train
 
+@dataclass
+class TrainingRun:
+    """Everything one training call works with (built in this order: seed, data, model, optimizer)."""
+
+    cfg: Any
+    accelerator: Any
+    output_dir: Path
+    sampler: Any = None
+    loader: Any = None
+    module: Any = None
+    params: List[torch.nn.Parameter] = field(default_factory=list)
+    optimizer: Any = None
+    lr_scheduler: Any = None
+    ema: Any = None
+    state: TrainState = field(default_factory=TrainState)
+
+
 def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainResult:
     """Run training as ``cfg`` (a loaded :class:`~magicanimate.training.config.TrainConfig`) describes.
 
     ``stop_after``: leave the loop after this many optimizer steps of this call (a checkpoint is saved),
     as if the job had been killed right after checkpointing; used to test exact resumption.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-
-    from magicanimate.training.builder import build_training_module
-    from magicanimate.training.export import export_trained
+    from accelerate.utils import set_seed
 
     from magicanimate.training.validation import check_validation_inputs
 
     output_dir = Path(cfg.output_dir)
     log_with = _check_tracker(cfg.report_to)
     check_validation_inputs(cfg)
-    if accelerator is None:
-        accelerator = Accelerator(
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            mixed_precision=cfg.mixed_precision,
-            log_with=log_with,
-            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
-        )
-    main = accelerator.is_main_process
-    if main:
+    run = TrainingRun(cfg, accelerator or _make_accelerator(cfg, log_with, output_dir), output_dir)
+    if run.accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output_dir)
     set_seed(cfg.seed, device_specific=True)
     if cfg.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
-
     resume_from = resolve_resume(cfg.resume, output_dir)
+    _make_data(run)
+    _make_module(run)
+    _make_optimization(run)
+    if resume_from is not None:
+        if run.accelerator.is_main_process:
+            logger.info("resuming from %s", resume_from)
+        run.accelerator.load_state(str(resume_from))
+    if log_with is not None:
+        run.accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
+    result = TrainResult(output_dir=output_dir, global_step=run.state.step, last_checkpoint=resume_from,
+                         export_dir=None)
+    last_saved = _loop(run, result, stop_after, saved=run.state.step if resume_from is not None else -1)
+    _finish(run, result, last_saved)
+    return result
+
+
+def _make_accelerator(cfg, log_with, output_dir: Path):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
+
+
+def _make_data(run: TrainingRun) -> None:
+    cfg, accelerator = run.cfg, run.accelerator
     dataset = VideoPoseDataset.from_config(cfg.data)
-    sampler = SampleBatchSampler(len(dataset), cfg.train_batch_size, cfg.data, cfg.seed,
-                                 num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+    run.sampler = SampleBatchSampler(len(dataset), cfg.train_batch_size, cfg.data, cfg.seed,
+                                     num_replicas=accelerator.num_processes, rank=accelerator.process_index)
     # Batches are chosen in this process by the sampler; workers only load them, so persistent workers
     # keep the exact data order. The loader's own generator keeps it off the global RNG.
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        persistent_workers=cfg.data.num_workers > 0, pin_memory=accelerator.device.type == "cuda",
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    run.loader = DataLoader(dataset, batch_sampler=run.sampler, num_workers=cfg.data.num_workers,
+                            persistent_workers=cfg.data.num_workers > 0,
+                            pin_memory=accelerator.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed))
 
+
+def _make_module(run: TrainingRun) -> None:
+    """The training module with its declared trainable parts, checkpointing, dtypes, on its device."""
+    from magicanimate.training.builder import build_training_module
+
+    cfg, accelerator = run.cfg, run.accelerator
     module = build_training_module(cfg)
     summary = module.configure_trainable(cfg.train)
-    if main:
+    if accelerator.is_main_process:
         logger.info("trainable parameters per module:\n  %s", "\n  ".join(summary.lines()))
     if cfg.gradient_checkpointing:
         for sub in (module.unet, module.appearance_encoder, module.controlnet):
@@ -252,112 +290,123 @@ def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainRe
     for sub in (module.vae, module.unet, module.appearance_encoder, module.controlnet):
         if weight_dtype != torch.float32 and not any(p.requires_grad for p in sub.parameters()):
             sub.to(dtype=weight_dtype)  # frozen whole: run in the low-precision dtype, as diffusers' scripts do
-    module.to(accelerator.device)
+    run.module = module.to(accelerator.device)
 
-    params = module.trainable_parameters()
+
+def _make_optimization(run: TrainingRun) -> None:
+    """Optimizer, LR schedule and EMA over the trainable weights; everything registered for checkpoints."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    cfg, accelerator = run.cfg, run.accelerator
+    run.params = run.module.trainable_parameters()
     lr_scale = (cfg.gradient_accumulation_steps * cfg.train_batch_size * accelerator.num_processes
                 if cfg.optim.scale_lr else 1)
-    optimizer = make_optimizer(cfg, params, accelerator.device.type)
+    optimizer = make_optimizer(cfg, run.params, accelerator.device.type)
     for group in optimizer.param_groups:
         group["lr"] = cfg.optim.learning_rate * lr_scale
     # accelerate steps a prepared scheduler once per process per optimizer step.
     lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer,
                                  num_warmup_steps=cfg.optim.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=cfg.max_train_steps * accelerator.num_processes)
-    ema = None
     if cfg.ema.enabled:
-        ema = EMAModel(params, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
-        ema.to(accelerator.device)
-
-    module_ref: List[torch.nn.Module] = [module]
+        run.ema = EMAModel(run.params, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
+        run.ema.to(accelerator.device)
+    module_ref: List[torch.nn.Module] = [run.module]
     _register_hooks(accelerator, module_ref)
-    module, optimizer, lr_scheduler = accelerator.prepare(module, optimizer, lr_scheduler)
-    module_ref[0] = module
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+    run.module, run.optimizer, run.lr_scheduler = accelerator.prepare(run.module, optimizer, lr_scheduler)
+    module_ref[0] = run.module
+    accelerator.register_for_checkpointing(run.state)
+    if run.ema is not None:
+        accelerator.register_for_checkpointing(run.ema)
 
-    if resume_from is not None:
-        if main:
-            logger.info("resuming from %s", resume_from)
-        accelerator.load_state(str(resume_from))
-    global_step = state.step
-    consumed = global_step * cfg.gradient_accumulation_steps
-    epoch, skip = divmod(consumed, len(sampler))
 
-    if log_with is not None:
-        accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
-
-    result = TrainResult(output_dir=output_dir, global_step=global_step,
-                         last_checkpoint=resume_from, export_dir=None)
-    progress = tqdm(total=cfg.max_train_steps, initial=global_step, desc="training", unit="step",
-                    disable=not main, dynamic_ncols=True)
-    steps_this_call = 0
-    last_saved = global_step if resume_from is not None else -1
-    running = []
-    done = global_step >= cfg.max_train_steps
+def _loop(run: TrainingRun, result: TrainResult, stop_after: Optional[int], saved: int) -> int:
+    """Optimizer steps until max_train_steps (or ``stop_after`` steps of this call); the last saved step."""
+    cfg, accelerator = run.cfg, run.accelerator
+    epoch, skip = divmod(run.state.step * cfg.gradient_accumulation_steps, len(run.sampler))
+    progress = tqdm(total=cfg.max_train_steps, initial=run.state.step, desc="training", unit="step",
+                    disable=not accelerator.is_main_process, dynamic_ncols=True)
+    steps_this_call, running = 0, []
+    done = run.state.step >= cfg.max_train_steps
     while not done:
-        sampler.set_position(epoch, skip)
+        run.sampler.set_position(epoch, skip)
         skip = 0
-        for batch in loader:
-            batch = _to_device(batch, accelerator.device)
-            with accelerator.accumulate(module):
-                out = module(batch)
-                loss = out["loss"]
-                _stop_if_not_finite(accelerator, loss, batch, global_step, output_dir, cfg)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            running.append(loss.detach().float().item())
+        for batch in run.loader:
+            running.append(_train_step(run, _to_device(batch, accelerator.device)))
             if not accelerator.sync_gradients:
                 continue
-            global_step += 1
             steps_this_call += 1
-            state.step = global_step
-            if ema is not None:
-                ema.step(params)
-            step_loss = float(sum(running) / len(running))
-            running = []
-            result.losses.append(step_loss)
-            lr = lr_scheduler.get_last_lr()[0]
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
-            if global_step % cfg.log_every_n_steps == 0 or global_step == cfg.max_train_steps:
-                accelerator.log({"train/loss": step_loss, "train/lr": lr, "train/epoch": epoch}, step=global_step)
             stopping = stop_after is not None and steps_this_call >= stop_after
-            if global_step % cfg.checkpointing_steps == 0 or global_step == cfg.max_train_steps or stopping:
-                result.last_checkpoint = save_checkpoint(accelerator, output_dir, global_step,
-                                                         cfg.checkpoints_total_limit)
-                last_saved = global_step
-            if cfg.validation.every_n_steps and global_step % cfg.validation.every_n_steps == 0:
-                _validate(accelerator, module, ema, params, cfg, global_step)
-            if global_step >= cfg.max_train_steps or stopping:
+            saved = _after_step(run, result, progress, float(sum(running) / len(running)), epoch, stopping, saved)
+            running = []
+            if run.state.step >= cfg.max_train_steps or stopping:
                 done = True
                 break
         else:
             epoch += 1
     progress.close()
-    result.global_step = global_step
+    result.global_step = run.state.step
+    return saved
+
+
+def _train_step(run: TrainingRun, batch) -> float:
+    """One forward/backward (an optimizer step when gradients are synchronised); the batch's loss."""
+    cfg, accelerator = run.cfg, run.accelerator
+    with accelerator.accumulate(run.module):
+        loss = run.module(batch)["loss"]
+        _stop_if_not_finite(accelerator, loss, batch, run.state.step, run.output_dir, cfg)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(run.params, cfg.optim.max_grad_norm)
+        run.optimizer.step()
+        run.lr_scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss.detach().float().item()
+
+
+def _after_step(run: TrainingRun, result: TrainResult, progress, step_loss: float, epoch: int, stopping: bool,
+                saved: int) -> int:
+    """Count the step; EMA, logging, checkpoint and validation when due. Returns the last saved step."""
+    cfg, accelerator = run.cfg, run.accelerator
+    run.state.step += 1
+    step = run.state.step
+    if run.ema is not None:
+        run.ema.step(run.params)
+    result.losses.append(step_loss)
+    lr = run.lr_scheduler.get_last_lr()[0]
+    progress.update(1)
+    progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+    if step % cfg.log_every_n_steps == 0 or step == cfg.max_train_steps:
+        accelerator.log({"train/loss": step_loss, "train/lr": lr, "train/epoch": epoch}, step=step)
+    if step % cfg.checkpointing_steps == 0 or step == cfg.max_train_steps or stopping:
+        result.last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, cfg.checkpoints_total_limit)
+        saved = step
+    if cfg.validation.every_n_steps and step % cfg.validation.every_n_steps == 0:
+        _validate(accelerator, run.module, run.ema, run.params, cfg, step)
+    return saved
+
+
+def _finish(run: TrainingRun, result: TrainResult, last_saved: int) -> None:
+    """Check the ranks agree, save the final state and export the weights (EMA ones if enabled)."""
+    from magicanimate.training.export import export_trained
+
+    cfg, accelerator, step = run.cfg, run.accelerator, run.state.step
     if accelerator.num_processes > 1:
-        _check_ranks_in_sync(accelerator, params)
-    if global_step >= cfg.max_train_steps and cfg.export_at_end:
-        if last_saved != global_step:
-            result.last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, cfg.checkpoints_total_limit)
-        if main:
-            unwrapped = accelerator.unwrap_model(module)
-            if ema is not None:
-                ema.store(params)
-                ema.copy_to(params)
-            result.export_dir = export_trained(unwrapped, cfg, output_dir / "export")
-            if ema is not None:
-                ema.restore(params)
+        _check_ranks_in_sync(accelerator, run.params)
+    if step >= cfg.max_train_steps and cfg.export_at_end:
+        if last_saved != step:
+            result.last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, cfg.checkpoints_total_limit)
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(run.module)
+            if run.ema is not None:
+                run.ema.store(run.params)
+                run.ema.copy_to(run.params)
+            result.export_dir = export_trained(unwrapped, cfg, run.output_dir / "export")
+            if run.ema is not None:
+                run.ema.restore(run.params)
         accelerator.wait_for_everyone()
     accelerator.end_training()
-    return result
 
 
 def _stop_if_not_finite(accelerator, loss, batch, step: int, output_dir: Path, cfg) -> None:
