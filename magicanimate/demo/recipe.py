@@ -3,7 +3,7 @@
 The rest of the recipe is our ordinary scripts (dataset writer, tiny-VAE trainer, ``scripts/train.py``);
 ``scripts/make_demo.py`` runs them in order. There is no Stable Diffusion here, so the base folder that
 ``scripts/train.py`` expects (``unet/``, ``vae/``, an empty-prompt embedding) is made up: a small randomly
-initialised ``UNet2DConditionModel`` (trained by the recipe's first stage, DESIGN §0.5), the trained tiny
+initialised ``UNet2DConditionModel`` (trained by the recipe's first stage, docs/architecture.md "The toy world"), the trained tiny
 VAE, and a text-free conditioning: an all-zero "empty-prompt" embedding, so no CLIP is ever needed.
 """
 

@@ -3,7 +3,7 @@
 Built from diffusers' maintained pieces: the spatial blocks are diffusers' ``*BlockMotion`` blocks (ResNet,
 spatial transformer and motion module interleaved exactly as in AnimateDiff v1) or, without motion modules,
 the plain 2-D blocks; the mid block is ``UNetMidBlock2DCrossAttn`` (no motion module, as in the original).
-Three details differ from the stock classes and are set here (see DESIGN §0.3 / §1):
+Three details differ from the stock classes and are set here (docs/architecture.md, "Inflation and norms"):
 
 * ResNet GroupNorms and ``conv_norm_out`` normalise over the whole window
   (:class:`~magicanimate.models.norms.WindowGroupNorm`; ``resnet_norm="frame"`` gives per-frame norms);

@@ -1,4 +1,4 @@
-"""Two-stage training (DESIGN §3): typed configs, the module that owns the training step, the accelerate loop.
+"""Two-stage training (docs/architecture.md, "Training"): typed configs, the module that owns the training step, the accelerate loop.
 
     from magicanimate.training import load_train_config, train
     result = train(load_train_config("configs/training/stage1.yaml", ["data.root=..."]))

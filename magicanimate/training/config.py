@@ -48,7 +48,7 @@ class ModelConfig:
 
 @dataclass
 class NoiseSchedulerConfig:
-    """The schedule training noises with; the same DDIM object inference samples with (DESIGN §1).
+    """The schedule training noises with; the same DDIM object inference samples with (docs/architecture.md, "Sampler").
 
     Linear betas 0.00085 -> 0.012 are an assumption: AnimateDiff v1 (and so MagicAnimate's released
     sampler) uses them, while SD1.5 itself trained with ``scaled_linear``. One key, ``beta_schedule``.
@@ -68,7 +68,7 @@ class TrainableConfig:
     """Which modules receive gradients. Stage 1: appearance_encoder + controlnet. Stage 2: motion_modules.
 
     ``spatial_unet: true`` in stage 1 also trains the denoiser's spatial layers (used to build a base model
-    for a toy world without SD1.5, DESIGN §0.5)."""
+    for a toy world without SD1.5, docs/architecture.md "The toy world")."""
 
     appearance_encoder: bool = False
     controlnet: bool = False

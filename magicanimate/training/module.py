@@ -1,4 +1,4 @@
-"""The module that owns the training step (DESIGN §3): batch in, loss out.
+"""The module that owns the training step (docs/architecture.md, "Training"): batch in, loss out.
 
 VAE (frozen) encodes the target frames and the reference; t and noise are drawn; the appearance encoder
 writes the reference banks from the clean reference latent at t; the DensePose ControlNet turns the control
@@ -158,7 +158,7 @@ class AnimateTrainingModule(nn.Module):
         loss = per_sample.mean()
         # Touch every trainable parameter with weight zero: a batch in which every sample dropped the
         # reference leaves the encoder out of the graph, and DDP would then wait for gradients that never
-        # come (DESIGN §0.4).
+        # come (docs/architecture.md, "Training").
         loss = loss + 0.0 * _touch(self.trainable_parameters())
         return {"loss": loss, "read_mask": read_mask, "timesteps": timesteps}
 

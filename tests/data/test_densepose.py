@@ -9,7 +9,7 @@ from magicanimate.data import densepose as dp
 from magicanimate.media import read_video, write_video
 from magicanimate.errors import InputError
 
-# DESIGN.md §1, written out: floor(I * 255 / 24) for I = 0..24.
+# docs/architecture.md, "Control images", written out: floor(I * 255 / 24) for I = 0..24.
 DESIGN_LEVELS = [0, 10, 21, 31, 42, 53, 63, 74, 85, 95, 106, 116, 127, 138, 148, 159, 170, 180,
                  191, 201, 212, 223, 233, 244, 255]
 

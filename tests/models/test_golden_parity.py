@@ -98,10 +98,20 @@ def test_appearance_encoder_banks(golden_appearance_encoder, golden_io, golden_d
 
 
 def test_appearance_encoder_is_trimmed(golden_appearance_encoder, golden_dir):
+    """Our encoder holds exactly the original's tensors: a UNet2DConditionModel of the same config minus the
+    dead tail the golden record lists, which is also the key set of the original's weight file."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
     absent = json.loads((golden_dir / "appearance_encoder" / "absent_keys.json").read_text())
+    config = json.loads((golden_dir / "appearance_encoder" / "config.json").read_text())
+    full = set(UNet2DConditionModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+               .state_dict())
+    dead = set(absent["absent_vs_UNet2DConditionModel_same_config"])
+    assert len(dead) == absent["n_absent"] and dead <= full
     keys = set(golden_appearance_encoder.state_dict())
-    assert not keys & set(absent["absent_vs_UNet2DConditionModel_same_config"])
-    assert len(keys) == 658
+    assert keys == full - dead
+    assert keys == set(load_file(str(golden_dir / "appearance_encoder" / "weights.safetensors")))
 
 
 def test_denoiser_reads_banks_with_cfg_halves(golden_unet3d, golden_io, golden_dir):

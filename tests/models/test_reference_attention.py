@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
+from magicanimate.errors import InputError
 from magicanimate.models import (
     AppearanceEncoderModel,
     ReferenceInputs,
@@ -113,7 +114,7 @@ def test_no_state_left_behind(models):
     for model in (unet, encoder):
         for proc in model.attn_processors.values():
             assert not any(isinstance(v, torch.Tensor) for v in vars(proc).values())
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match=rf"reference has {len(banks) - 1} banks; this UNet reads {len(banks)}"):
         unet(sample, t, context, reference=ReferenceInputs(banks[:-1]))
     assert current_context() == ForwardContext()
 

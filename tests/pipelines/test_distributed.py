@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) sharing the windows give the same result as one process (DESIGN §0.8)."""
+"""Two CPU processes (gloo) sharing the windows give the same result as one process (docs/architecture.md, "One denoising step")."""
 
 import os
 
