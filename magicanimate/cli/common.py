@@ -46,11 +46,23 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: CliParser, argv: 
         try:
             return run(args)
         except MagicAnimateError as exc:
+            _close_progress_bars()
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as exc:
+            _close_progress_bars()
             print(interrupted, file=sys.stderr)
             return TERMINATED if isinstance(exc, Terminated) else INTERRUPTED
+
+
+def _close_progress_bars() -> None:
+    """An open tqdm bar leaves the cursor on its line: close them so the message starts a line of its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -260,7 +260,11 @@ def _format(value: float) -> str:
 
 
 def markdown_table(results: dict) -> str:
-    """The headline numbers as a markdown table, with the run's protocol and sizes above it."""
+    """The headline numbers as a markdown table, with the run's protocol and sizes above it.
+
+    Under the ``disco`` protocol every metric whose DisCo arithmetic differs from the correct definition also
+    shows the correct (``standard``) value beside it, labelled: a wrap-around "PSNR" must not be read as
+    quality (pure noise scores close to a real result there)."""
     lines = []
     if results.get("random_networks"):
         lines += [f"**!!! {RANDOM_WARNING} !!!**", ""]
@@ -270,9 +274,30 @@ def markdown_table(results: dict) -> str:
         f"frames: {results['frames']} | clips: {results['clips']}"
         + (f" ({results['fvd_clip_builder']})" if results.get("fvd_clip_builder") else ""),
         "",
-        "| metric | value | definition |",
-        "|---|---|---|",
     ]
+    standard = _standard_values(results) if results["protocol"] == "disco" else {}
+    if standard:
+        lines += ["| metric | value (disco: as the tables computed it) | standard (correct definition) | definition |",
+                  "|---|---|---|---|"]
+    else:
+        lines += ["| metric | value | definition |", "|---|---|---|"]
     for metric, value in results["metrics"].items():
-        lines.append(f"| {metric} | {_format(value)} | {results['definitions'][metric]} |")
+        definition = results["definitions"][metric]
+        if standard:
+            other = standard.get(metric, "same")
+            shown = other if isinstance(other, str) else _format(other)
+            lines.append(f"| {metric} | {_format(value)} | {shown} | {definition} |")
+        else:
+            lines.append(f"| {metric} | {_format(value)} | {definition} |")
     return "\n".join(lines)
+
+
+def _standard_values(results: dict) -> dict:
+    """The ``standard`` protocol's value of each headline metric whose DisCo variant differs (a note where this
+    run did not compute it)."""
+    out = {}
+    for metric in results["metrics"]:
+        disco, standard = _HEADLINE["disco"].get(metric), _HEADLINE["standard"].get(metric)
+        if disco and standard and disco[0] != standard[0]:
+            out[metric] = results["variants"].get(standard[0], "not computed (rerun with --protocol standard)")
+    return out

@@ -9,9 +9,9 @@
 from magicanimate.media.images import IMAGE_EXTENSIONS, read_image, write_image
 from magicanimate.media.probing import decord_available, list_frame_files, natural_key
 from magicanimate.media.readers import BACKENDS, DEFAULT_FOLDER_FPS, Video, VideoReader, read_video
-from magicanimate.media.writer import WRITER_BACKENDS, VideoWriter, write_video
+from magicanimate.media.writer import FORMATS, WRITER_BACKENDS, VideoWriter, check_video_output, write_video
 
 __all__ = [
-    "BACKENDS", "DEFAULT_FOLDER_FPS", "IMAGE_EXTENSIONS", "Video", "VideoReader", "VideoWriter", "WRITER_BACKENDS",
+    "BACKENDS", "DEFAULT_FOLDER_FPS", "FORMATS", "check_video_output", "IMAGE_EXTENSIONS", "Video", "VideoReader", "VideoWriter", "WRITER_BACKENDS",
     "decord_available", "list_frame_files", "natural_key", "read_image", "read_video", "write_image", "write_video",
 ]

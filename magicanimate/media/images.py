@@ -82,3 +82,21 @@ def check_frame(frame: np.ndarray, path: Path) -> np.ndarray:
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(f"{path}: empty frame of shape {frame.shape}")
     return frame
+
+
+def image_warnings(path: PathLike, image: np.ndarray) -> list[str]:
+    """What about a reference image is likely to give a poor result (one line each; empty when nothing)."""
+    notes = []
+    try:
+        with Image.open(path) as img:
+            transparent = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+    except (OSError, ValueError):
+        transparent = False
+    if transparent:
+        notes.append(f"{path}: has transparency; it was composited on white (the model never saw see-through "
+                     "pixels): give an opaque photo for a background of your choice")
+    h, w = image.shape[:2]
+    if max(h, w) >= 4 * min(h, w):
+        notes.append(f"{path}: is {w}x{h} (aspect {max(h, w) / min(h, w):.0f}:1); fitted to the output the person "
+                     "will be tiny or cut: crop it around the person first")
+    return notes

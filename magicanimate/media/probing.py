@@ -18,6 +18,9 @@ import cv2  # noqa: E402,F401
 
 try:  # optional: no arm64 wheel
     import decord as _decord
+
+    # its bundled FFmpeg otherwise prints its internals ("moov atom not found", ...) above our own error line
+    _decord.logging.set_level(_decord.logging.QUIET)
 except Exception:  # pragma: no cover - depends on the platform
     _decord = None
 
@@ -48,14 +51,26 @@ def list_frame_files(folder: PathLike) -> List[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def probe_rotation(path: Path) -> int:
-    """Display rotation (degrees counter-clockwise, multiple of 90) that phones store in the container."""
-    try:
-        import av
+ZERO_FRAMES = "the video has zero frames"
 
+
+def probe_video(path: Path) -> tuple[int, str | None]:
+    """(display rotation, problem) of a video file, from its container and first frame.
+
+    The rotation is what phones store (degrees counter-clockwise, a multiple of 90). ``problem`` is why the
+    file cannot be decoded at all (None when it can): such a file is refused before decord sees it, whose
+    bundled FFmpeg would print its own internals above our error line.
+    """
+    import av
+
+    try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                return 0, "no video stream"
             frame = next(container.decode(video=0), None)
+            if frame is None:
+                return 0, ZERO_FRAMES
             rotation = int(round(getattr(frame, "rotation", 0) or 0))
-    except Exception:
-        return 0
-    return (rotation // 90 * 90) % 360 if rotation % 90 == 0 else 0
+    except Exception as exc:  # the container's own reason (truncated, not a video, ...)
+        return 0, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ((rotation // 90 * 90) % 360 if rotation % 90 == 0 else 0), None

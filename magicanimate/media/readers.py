@@ -20,7 +20,7 @@ import numpy as np
 from magicanimate.errors import InputError
 from magicanimate.media import probing
 from magicanimate.media.images import IMAGE_EXTENSIONS, read_image, require_file
-from magicanimate.media.probing import list_frame_files, probe_rotation
+from magicanimate.media.probing import ZERO_FRAMES, list_frame_files, probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_FOLDER_FPS = 25.0
 BACKENDS = ("decord", "pyav")
+# decord's bundled FFmpeg mis-sizes VP9 frames and reads one frame of a GIF: these go to PyAV
+PYAV_ONLY = (".webm", ".gif")
 
 
 @dataclass
@@ -159,10 +161,17 @@ def _open_video_file(path: Path, backend: Optional[str], fps: Optional[float]):
     require_file(path, "a video")
     errors = []
     order = [backend] if backend else (["decord", "pyav"] if probing.decord_available() else ["pyav"])
-    rotation = probe_rotation(path)
+    rotation, problem = probe_video(path)
+    if problem == ZERO_FRAMES:
+        raise InputError(f"{path}: {ZERO_FRAMES}")
+    if problem is not None and backend != "decord":
+        raise InputError(f"{path}: not a readable video (corrupt or truncated file, or an unsupported format: "
+                         f"{problem})")
     if rotation and "decord" in order:
         # decord ignores the display rotation (or returns garbage for it): only PyAV applies it.
         logger.info("%s: rotated %d degrees in its metadata; reading with PyAV", path, rotation)
+        order = ["pyav"]
+    if backend is None and path.suffix.lower() in PYAV_ONLY:
         order = ["pyav"]
     for name in order:
         try:
@@ -180,7 +189,8 @@ def _open_video_file(path: Path, backend: Optional[str], fps: Optional[float]):
         if not impl.fps or not np.isfinite(impl.fps) or impl.fps <= 0:
             impl.fps = float(fps) if fps else DEFAULT_FOLDER_FPS
         return impl
-    raise InputError(f"{path}: not a readable video (corrupt file or unsupported format; {'; '.join(errors)})")
+    reason = errors[-1].split(": ", 1)[-1] if errors else "no decoder"
+    raise InputError(f"{path}: not a readable video (corrupt or truncated file, or an unsupported format: {reason})")
 
 
 class _FolderBackend:
@@ -226,7 +236,9 @@ class _DecordBackend:
         self.num_frames = len(self._vr)
         self.fps = float(self._vr.get_avg_fps())
         if self.num_frames:
-            h, w = self._vr[0].shape[:2]
+            # the batch path is the one get() uses; decord's bundled FFmpeg fails it on some frame sizes
+            # (e.g. 48 px wide) that PyAV reads, so fail here where the caller falls back to PyAV
+            h, w = self._vr.get_batch([0]).asnumpy().shape[1:3]
             self._vr.seek(0)
             self.size = (int(h), int(w))
         else:

@@ -1,7 +1,10 @@
-"""Writing videos: stream RGB uint8 frames into an H.264 (yuv420p) mp4, atomically.
+"""Writing videos: stream RGB uint8 frames into a video file, atomically.
 
-Encoded with PyAV (or imageio-ffmpeg's ffmpeg binary where PyAV's FFmpeg lacks libx264), streaming: frames
-are encoded as they arrive, so a long video is never held in memory. yuv420p needs even sizes; an odd height
+The file's extension chooses the format (:data:`FORMATS`): H.264 (yuv420p) in ``.mp4``/``.mkv``/``.mov``/
+``.avi``, VP9 in ``.webm``, or an animated ``.gif``; any other extension is refused rather than written under a
+misleading name. Encoded with PyAV (or imageio-ffmpeg's ffmpeg binary where PyAV's FFmpeg lacks libx264),
+streaming: frames are encoded as they arrive, so a long video is never held in memory (a GIF keeps its
+palette-indexed frames until it is written: GIFs are for short clips). yuv420p needs even sizes; an odd height
 or width is padded by repeating the last row/column (``odd_size="pad"``, the default), or cropped by one
 (``"crop"``), or refused (``"error"``). Output goes to a temporary file renamed onto the target on success,
 so an interrupted write leaves nothing behind.
@@ -26,6 +29,18 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 WRITER_BACKENDS = ("pyav", "imageio-ffmpeg")
+# extension -> (container, codec); the codec None means Pillow's GIF writer
+FORMATS = {".mp4": ("mp4", "libx264"), ".mkv": ("matroska", "libx264"), ".mov": ("mov", "libx264"),
+           ".avi": ("avi", "libx264"), ".webm": ("webm", "libvpx-vp9"), ".gif": ("gif", None)}
+
+
+def video_format(path: PathLike) -> tuple:
+    """(container, codec) for ``path``'s extension; InputError for one we do not write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"{path}: cannot write {suffix + ' videos' if suffix else 'a video without an extension'}; use one of "
+                         f"{', '.join(FORMATS)} (H.264 in .mp4/.mkv/.mov/.avi, VP9 in .webm, animated .gif)")
+    return FORMATS[suffix]
 
 
 def _pyav_has_libx264() -> bool:
@@ -36,6 +51,15 @@ def _pyav_has_libx264() -> bool:
         return True
     except Exception:
         return False
+
+
+def check_video_output(path: PathLike) -> Path:
+    """Before any work: ``path`` has a format we write and its folder is writable (InputError if not)."""
+    from magicanimate.utils.files import check_writable
+
+    check_writable(path)
+    video_format(path)
+    return Path(path)
 
 
 class VideoWriter:
@@ -64,11 +88,14 @@ class VideoWriter:
         if backend is not None and backend not in WRITER_BACKENDS:
             raise ValueError(f"backend must be one of {WRITER_BACKENDS} or None, got {backend!r}")
         self.path = Path(path)
+        self.container, self.codec = video_format(self.path)
         self.fps = float(fps)
         self.crf = int(crf)
         self.preset = preset
         self.odd_size = odd_size
-        self.backend = backend or ("pyav" if _pyav_has_libx264() else "imageio-ffmpeg")
+        # VP9 goes through imageio-ffmpeg's own process: in a process that has loaded decord, whose wheel bundles
+        # its own FFmpeg libraries, PyAV's libvpx refuses to open
+        self.backend = backend or ("pyav" if self.codec == "libx264" and _pyav_has_libx264() else "imageio-ffmpeg")
         self.frames_written = 0
         self._atomic = None
         self._tmp: Optional[Path] = None
@@ -154,13 +181,17 @@ class VideoWriter:
 
     def _even(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        if h % 2 == 0 and w % 2 == 0:
+        if self.codec is None or (h % 2 == 0 and w % 2 == 0):  # GIF has no chroma subsampling
             return frame
         if self.odd_size == "crop":
             return frame[: h - h % 2, : w - w % 2]
         return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
     def _start(self, h: int, w: int) -> None:
+        rate = Fraction(self.fps).limit_denominator(1001)
+        if self.codec is None:
+            self._encoder = _GifEncoder(self._tmp, rate)
+            return
         if h % 2 or w % 2:
             if self.odd_size == "error":
                 raise InputError(f"{self.path}: H.264 yuv420p needs even sizes, frames are {w}x{h}")
@@ -170,7 +201,6 @@ class VideoWriter:
                         "padded" if self.odd_size == "pad" else "cropped")
         he = h + h % 2 if self.odd_size == "pad" else h - h % 2
         we = w + w % 2 if self.odd_size == "pad" else w - w % 2
-        rate = Fraction(self.fps).limit_denominator(1001)
         encoder = _PyAVEncoder if self.backend == "pyav" else _FFmpegEncoder
         self._encoder = encoder(self._tmp, self.path, we, he, rate, self.crf, self.preset)
 
@@ -180,13 +210,14 @@ class _PyAVEncoder:
         import av
 
         self._av = av
-        self._container = av.open(str(tmp), mode="w", format=_container_format(final))
-        self._stream = self._container.add_stream("libx264", rate=rate)
+        container, codec = video_format(final)
+        self._container = av.open(str(tmp), mode="w", format=container)
+        self._stream = self._container.add_stream(codec, rate=rate)
         self._stream.width = width
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         self._stream.time_base = Fraction(1, 1) / rate
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.options = _codec_options(codec, crf, preset)
         self._pts = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -211,10 +242,11 @@ class _FFmpegEncoder:
     def __init__(self, tmp: Path, final: Path, width: int, height: int, rate: Fraction, crf: int, preset: str):
         import imageio_ffmpeg
 
+        container, codec = video_format(final)
+        options = [x for key, value in _codec_options(codec, crf, preset).items() for x in (f"-{key}", value)]
         self._gen = imageio_ffmpeg.write_frames(
-            str(tmp), (width, height), fps=rate, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(crf), "-preset", preset, "-f", _container_format(final)])
+            str(tmp), (width, height), fps=rate, codec=codec, pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error", output_params=[*options, "-f", container])
         self._gen.send(None)
 
     def write(self, frame: np.ndarray) -> None:
@@ -227,12 +259,35 @@ class _FFmpegEncoder:
         self._gen.close()
 
 
-def _container_format(path: Path) -> str:
-    return {".mkv": "matroska", ".mov": "mov", ".avi": "avi"}.get(path.suffix.lower(), "mp4")
+def _codec_options(codec: str, crf: int, preset: str) -> dict:
+    if codec == "libvpx-vp9":  # constant quality; VP9's scale runs higher than x264's for the same look
+        return {"crf": str(min(63, crf + 12)), "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}
+    return {"crf": str(crf), "preset": preset}
+
+
+class _GifEncoder:
+    """An animated GIF through Pillow: each frame gets its own adaptive 256-colour palette."""
+
+    def __init__(self, tmp: Path, rate: Fraction):
+        self._tmp, self._frames = tmp, []
+        self._duration = max(20, round(1000 / float(rate)))  # ms; viewers ignore shorter frame times
+
+    def write(self, frame: np.ndarray) -> None:
+        from PIL import Image
+
+        self._frames.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
+
+    def finish(self) -> None:
+        first, rest = self._frames[0], self._frames[1:]
+        first.save(self._tmp, format="GIF", save_all=True, append_images=rest, duration=self._duration, loop=0)
+
+    def abort(self) -> None:
+        self._frames = []
 
 
 def write_video(path: PathLike, frames, fps: float, **kwargs) -> None:
-    """Write frames (an ``(N, H, W, 3)`` uint8 array or any iterable of ``(H, W, 3)`` frames) as H.264 mp4.
+    """Write frames (an ``(N, H, W, 3)`` uint8 array or any iterable of ``(H, W, 3)`` frames) as a video in the
+    format of ``path``'s extension (H.264 for .mp4).
 
     Keyword arguments go to :class:`VideoWriter` (``crf``, ``preset``, ``odd_size``, ``backend``).
     """

@@ -94,6 +94,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
+def check_weight_file(path: str | Path) -> Path:
+    """Cheap integrity check before anything loads: a safetensors file's header and data fit its size; a
+    zip-format torch pickle (what ``torch.save`` writes) has its central directory. Reads no tensor."""
+    import struct
+    import zipfile
+
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as fh:
+                (header_len,) = struct.unpack("<Q", fh.read(8))
+                if header_len > size - 8:
+                    raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
+                header = json.loads(fh.read(header_len))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if 8 + header_len + end != size:
+                raise ValueError(f"{size} bytes, its header describes {8 + header_len + end}")
+        elif zipfile.is_zipfile(path):
+            zipfile.ZipFile(path).close()
+        elif size < 64:
+            raise ValueError(f"only {size} bytes")
+    except (ValueError, struct.error, zipfile.BadZipFile, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{path}: truncated or corrupt weight file ({exc})") from None
+    return path
+
+
 def find_weight_file(folder: str | Path) -> Path:
     """The diffusers weight file in ``folder`` (.safetensors preferred over .bin)."""
     folder = Path(folder)
@@ -141,6 +168,17 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def move_model(model: torch.nn.Module, torch_dtype=None, device=None) -> torch.nn.Module:
-    if torch_dtype is not None or device is not None:
-        model.to(device=device, dtype=torch_dtype)
+    """``model`` on ``device`` in ``torch_dtype`` (floating-point tensors), touching nothing already there.
+
+    diffusers' ``ModelMixin.to`` warns about modules "that should be kept in float32" whenever a dtype is
+    passed, even when the model keeps none; such models are moved by ``torch.nn.Module.to`` instead."""
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    if torch_dtype is not None and all(p.dtype == torch_dtype for p in params):
+        torch_dtype = None
+    if device is not None and all(p.device == torch.device(device) for p in params):
+        device = None
+    if torch_dtype is None and device is None:
+        return model
+    mover = type(model).to if getattr(model, "_keep_in_fp32_modules", None) else torch.nn.Module.to
+    mover(model, device=device, dtype=torch_dtype)
     return model

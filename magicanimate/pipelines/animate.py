@@ -25,7 +25,8 @@ from omegaconf import OmegaConf
 
 from magicanimate.data.densepose import validate_densepose_video
 from magicanimate.errors import InputError
-from magicanimate.media import VideoReader, VideoWriter, read_image, write_image, write_video
+from magicanimate.media import VideoReader, VideoWriter, check_video_output, read_image, write_image, write_video
+from magicanimate.media.images import image_warnings
 from magicanimate.pipelines.config import InferenceConfig, check_windows, validate_inference_config
 from magicanimate.pipelines.distributed import init_distributed
 from magicanimate.pipelines.inputs import Box, fit_frame, fit_frames, output_size, pad_into, pad_to_multiple
@@ -84,10 +85,15 @@ def prepare(cfg: InferenceConfig) -> PreparedInputs:
         raise ConfigError("reference: no reference image given (--reference IMAGE)")
     if not cfg.motion:
         raise ConfigError("motion: no DensePose motion video given (--motion VIDEO)")
+    output = check_video_output(cfg.output)
+    if cfg.grid:
+        check_video_output(grid_path(output))
     reference = read_image(cfg.reference)
     if min(reference.shape[:2]) < 8:
         raise InputError(f"{cfg.reference}: image is {reference.shape[1]}x{reference.shape[0]} pixels; "
                          "at least 8x8 is needed")
+    for note in image_warnings(cfg.reference, reference):
+        logger.warning(note)
     reader = VideoReader(cfg.motion)
     total = len(reader)
     if total == 0:

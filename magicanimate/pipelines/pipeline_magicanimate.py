@@ -185,11 +185,12 @@ class MagicAnimatePipeline(DiffusionPipeline):
         the VAE, and CLIP unless ``prompt_embeds`` is given. Strict throughout."""
         from magicanimate.pipelines.loading import load_original_components
 
+        from magicanimate.models.state_dicts import move_model
+
         pipe = cls(**load_original_components(weights, load_text_encoder=load_text_encoder))
-        for model in (pipe.unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae):
-            model.eval()
-        if torch_dtype is not None and torch_dtype != pipe.unet.dtype:
-            pipe.to(dtype=torch_dtype)
+        for model in (pipe.unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae, pipe.text_encoder):
+            if model is not None:
+                move_model(model.eval(), torch_dtype)
         return pipe
 
     # ------------------------------------------------------------------------------------------ VAE

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 from magicanimate.errors import WeightsError
-from magicanimate.pipelines.loading import PIPELINE_LAYOUT, WEIGHT_FILES, missing_pipeline_files
+from magicanimate.models.state_dicts import check_weight_file, find_weight_file
+from magicanimate.pipelines.loading import MODEL_COMPONENTS, PIPELINE_LAYOUT, WEIGHT_FILES, missing_pipeline_files
 
 ORIGINAL_LAYOUT = """\
   <root>/stable-diffusion-v1-5/unet/{config.json, diffusion_pytorch_model.safetensors|.bin}
@@ -70,25 +71,34 @@ def _temporal_attention(root: Path) -> Path:
     return converted if converted.is_file() else folder / "temporal_attention.ckpt"
 
 
-def resolve_weights(cfg) -> WeightsSpec:
-    """Turn a WeightsConfig into paths and check they are complete; WeightsError lists what is missing."""
-    def p(value) -> Optional[Path]:
-        return Path(value) if value else None
+def _path(value) -> Optional[Path]:
+    return Path(value) if value else None
 
-    pipeline = p(cfg.pipeline)
-    root = p(cfg.root)
+
+def resolve_weights(cfg) -> WeightsSpec:
+    """Turn a WeightsConfig into paths and check they are complete and intact (no model is loaded);
+    WeightsError lists what is missing."""
+    pipeline, root = _path(cfg.pipeline), _path(cfg.root)
     if pipeline is None and root is not None and (root / "model_index.json").is_file():
         pipeline = root
-    if pipeline is not None:
-        missing = missing_pipeline_files(pipeline) if pipeline.is_dir() else ["(the folder itself)"]
-        if missing:
-            raise WeightsError(f"{pipeline}: incomplete pipeline folder; missing: {', '.join(missing)}.\n"
-                               f"Expected layout:\n{PIPELINE_LAYOUT}")
-        unet_config = json.loads((pipeline / "unet" / "config.json").read_text())
-        max_len = unet_config.get("motion_max_seq_length", 24) if unet_config.get("use_motion_module", True) else None
-        return WeightsSpec(pipeline=pipeline, size_multiple=_stride(pipeline / "vae", pipeline / "unet"),
-                           max_context_frames=max_len)
+    return _pipeline_spec(pipeline) if pipeline is not None else _original_spec(cfg, root)
 
+
+def _pipeline_spec(pipeline: Path) -> WeightsSpec:
+    missing = missing_pipeline_files(pipeline) if pipeline.is_dir() else ["(the folder itself)"]
+    if missing:
+        raise WeightsError(f"{pipeline}: incomplete pipeline folder; missing: {', '.join(missing)}.\n"
+                           f"Expected layout:\n{PIPELINE_LAYOUT}")
+    for name in MODEL_COMPONENTS:
+        check_weight_file(find_weight_file(pipeline / name))
+    unet_config = json.loads((pipeline / "unet" / "config.json").read_text())
+    max_len = unet_config.get("motion_max_seq_length", 24) if unet_config.get("use_motion_module", True) else None
+    return WeightsSpec(pipeline=pipeline, size_multiple=_stride(pipeline / "vae", pipeline / "unet"),
+                       max_context_frames=max_len)
+
+
+def _original_spec(cfg, root: Optional[Path]) -> WeightsSpec:
+    p = _path
     spec = WeightsSpec(
         stable_diffusion=p(cfg.stable_diffusion) or (root / "stable-diffusion-v1-5" if root else None),
         appearance_encoder=p(cfg.appearance_encoder) or (root / "MagicAnimate" / "appearance_encoder" if root else None),
@@ -100,7 +110,22 @@ def resolve_weights(cfg) -> WeightsSpec:
                            f"(the original layout):\n{ORIGINAL_LAYOUT}")
     sd = spec.stable_diffusion
     spec.vae = p(cfg.vae) or (sd / "vae" if sd else None)
-    missing = []
+    missing = _missing_original_files(spec)
+    if missing:
+        raise WeightsError("incomplete weights; missing:\n  " + "\n  ".join(missing)
+                           + f"\nExpected layout:\n{ORIGINAL_LAYOUT}")
+    for folder in (sd / "unet", spec.vae, spec.appearance_encoder, spec.controlnet, spec.unet):
+        if folder is not None:
+            check_weight_file(find_weight_file(folder))
+    check_weight_file(spec.motion_module)
+    spec.size_multiple = _stride(spec.vae, sd / "unet")
+    if spec.inference_config is not None:
+        spec.max_context_frames = _max_context_frames(spec.inference_config)
+    return spec
+
+
+def _missing_original_files(spec: WeightsSpec) -> list:
+    sd, missing = spec.stable_diffusion, []
 
     def need_model(folder: Optional[Path], what: str):
         if folder is None:
@@ -126,17 +151,14 @@ def resolve_weights(cfg) -> WeightsSpec:
         missing.append("stable-diffusion-v1-5/text_encoder and tokenizer (or weights.prompt_embeds)")
     if spec.inference_config is not None and not spec.inference_config.is_file():
         missing.append(str(spec.inference_config))
-    if missing:
-        raise WeightsError("incomplete weights; missing:\n  " + "\n  ".join(missing)
-                           + f"\nExpected layout:\n{ORIGINAL_LAYOUT}")
-    spec.size_multiple = _stride(spec.vae, sd / "unet")
-    if spec.inference_config is not None:
-        from omegaconf import OmegaConf
+    return missing
 
-        try:
-            kwargs = OmegaConf.to_container(OmegaConf.load(spec.inference_config)).get("unet_additional_kwargs") or {}
-        except Exception as exc:
-            raise WeightsError(f"{spec.inference_config}: unreadable inference config ({exc})") from None
-        spec.max_context_frames = (kwargs.get("motion_module_kwargs") or {}).get(
-            "temporal_position_encoding_max_len", 24)
-    return spec
+
+def _max_context_frames(inference_config: Path) -> int:
+    from omegaconf import OmegaConf
+
+    try:
+        kwargs = OmegaConf.to_container(OmegaConf.load(inference_config)).get("unet_additional_kwargs") or {}
+    except Exception as exc:
+        raise WeightsError(f"{inference_config}: unreadable inference config ({exc})") from None
+    return (kwargs.get("motion_module_kwargs") or {}).get("temporal_position_encoding_max_len", 24)

@@ -56,6 +56,29 @@ def atomic_path(path: PathLike, *, make_parents: bool = True) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
+def check_writable(path: PathLike) -> Path:
+    """Raise :class:`~magicanimate.errors.InputError` now if ``path`` cannot be written later: it is a folder,
+    a parent is a file, or the nearest existing parent folder does not take new files (permissions, a
+    read-only file system). Nothing is left behind; missing parent folders are fine (writing makes them)."""
+    from magicanimate.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the output")
+    parent = path.parent
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write here: {parent} is a file, not a folder")
+    try:  # a real probe: permission bits do not stop root, a read-only mount stops everyone
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write into the folder {parent} ({exc.strerror or exc})") from None
+    return path
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
