@@ -57,7 +57,7 @@ class ModelRegistry:
             try:
                 return {"pipeline": demo_inputs()["weights.pipeline"]}
             except WeightsError as exc:
-                raise WeightsError(f"{exc}\nFor this page: start scripts/app.py with --weights FOLDER to offer "
+                raise WeightsError(f"{exc}. For this page: start scripts/app.py with --weights FOLDER to offer "
                                    "another model.") from None
         if name not in self.folders:
             raise ConfigError(f"unknown model {name!r}; available: {', '.join(self.names)}")

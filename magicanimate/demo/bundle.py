@@ -23,11 +23,9 @@ def demo_inputs() -> Dict[str, Any]:
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise WeightsError(
-            "the bundled demo is not available; missing:\n  " + "\n  ".join(missing) + "\n"
-            f"It expects a saved pipeline in {DEMO_DIR / 'model'} and inputs reference.png + motion.mp4 "
-            f"(a DensePose video) in {DEMO_DIR} (a checkout of the repository has them; scripts/make_demo.py "
-            "rebuilds them). Otherwise run e.g.\n  python scripts/animate.py --reference IMG --motion "
-            "DENSEPOSE.mp4 --output out.mp4 --weights PRETRAINED_ROOT")
+            f"the bundled demo is not available: missing {', '.join(missing)} (a checkout of the repository has "
+            "them; scripts/make_demo.py rebuilds them); or animate your own inputs: scripts/animate.py --reference "
+            "IMG --motion DENSEPOSE.mp4 --weights PRETRAINED_ROOT")
     return {"reference": str(needed[1]), "motion": str(needed[2]), "output": DEMO_OUTPUT,
             "weights.pipeline": str(DEMO_DIR / "model"), "device": "cpu"}
 

@@ -22,11 +22,9 @@ from magicanimate.models.state_dicts import WEIGHT_NAMES as WEIGHT_FILES
 logger = logging.getLogger(__name__)
 
 MODEL_COMPONENTS = ("vae", "unet", "appearance_encoder", "controlnet")
-PIPELINE_LAYOUT = """\
-  <folder>/model_index.json
-  <folder>/prompt_embeds.safetensors        (or text_encoder/ + tokenizer/)
-  <folder>/{vae,unet,appearance_encoder,controlnet}/config.json + diffusion_pytorch_model.safetensors
-  <folder>/scheduler/scheduler_config.json"""
+PIPELINE_LAYOUT = ("model_index.json, prompt_embeds.safetensors (or text_encoder/ + tokenizer/), "
+                   "{vae,unet,appearance_encoder,controlnet}/config.json + diffusion_pytorch_model.safetensors, "
+                   "scheduler/scheduler_config.json")
 
 
 def _weight_file(folder: Path) -> Optional[Path]:
@@ -77,7 +75,7 @@ def load_pipeline_folder(pipeline_cls, folder, *, torch_dtype: Optional[torch.dt
     missing = missing_pipeline_files(folder)
     if missing:
         raise WeightsError(f"{folder}: incomplete pipeline folder, missing: {', '.join(missing)}. "
-                           f"Expected layout:\n{PIPELINE_LAYOUT}")
+                           f"a saved pipeline folder holds {PIPELINE_LAYOUT}")
     index = json.loads((folder / "model_index.json").read_text())
     parts = {}
     for name in MODEL_COMPONENTS:

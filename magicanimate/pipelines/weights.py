@@ -25,13 +25,11 @@ from magicanimate.errors import WeightsError
 from magicanimate.models.state_dicts import check_weight_file, find_weight_file
 from magicanimate.pipelines.loading import MODEL_COMPONENTS, PIPELINE_LAYOUT, WEIGHT_FILES, missing_pipeline_files
 
-ORIGINAL_LAYOUT = """\
-  <root>/stable-diffusion-v1-5/unet/{config.json, diffusion_pytorch_model.safetensors|.bin}
-  <root>/stable-diffusion-v1-5/vae/{config.json, diffusion_pytorch_model.safetensors|.bin}
-  <root>/stable-diffusion-v1-5/text_encoder/ and tokenizer/   (or weights.prompt_embeds=<file>)
-  <root>/MagicAnimate/appearance_encoder/{config.json, diffusion_pytorch_model.safetensors}
-  <root>/MagicAnimate/densepose_controlnet/{config.json, diffusion_pytorch_model.safetensors}
-  <root>/MagicAnimate/temporal_attention/temporal_attention.ckpt"""
+ORIGINAL_LAYOUT = ("<root>/stable-diffusion-v1-5/{unet,vae}/ (config.json + diffusion_pytorch_model.safetensors "
+                   "or .bin) and text_encoder/ + tokenizer/ (or weights.prompt_embeds), "
+                   "<root>/MagicAnimate/{appearance_encoder,densepose_controlnet}/ (config.json + "
+                   "diffusion_pytorch_model.safetensors), <root>/MagicAnimate/temporal_attention/temporal_attention.ckpt "
+                   "(docs/inference.md, \"Weights\")")
 
 
 @dataclass
@@ -87,8 +85,8 @@ def resolve_weights(cfg) -> WeightsSpec:
 def _pipeline_spec(pipeline: Path) -> WeightsSpec:
     missing = missing_pipeline_files(pipeline) if pipeline.is_dir() else ["(the folder itself)"]
     if missing:
-        raise WeightsError(f"{pipeline}: incomplete pipeline folder; missing: {', '.join(missing)}.\n"
-                           f"Expected layout:\n{PIPELINE_LAYOUT}")
+        raise WeightsError(f"{pipeline}: incomplete pipeline folder; missing: {', '.join(missing)} (a saved "
+                           f"pipeline folder holds {PIPELINE_LAYOUT})")
     for name in MODEL_COMPONENTS:
         check_weight_file(find_weight_file(pipeline / name))
     unet_config = json.loads((pipeline / "unet" / "config.json").read_text())
@@ -107,13 +105,12 @@ def _original_spec(cfg, root: Optional[Path]) -> WeightsSpec:
         prompt_embeds=p(cfg.prompt_embeds), inference_config=p(cfg.inference_config), unet=p(cfg.unet))
     if spec.stable_diffusion is None and spec.appearance_encoder is None:
         raise WeightsError("no weights given: set weights.pipeline (a saved pipeline folder) or weights.root "
-                           f"(the original layout):\n{ORIGINAL_LAYOUT}")
+                           f"(the original layout: {ORIGINAL_LAYOUT})")
     sd = spec.stable_diffusion
     spec.vae = p(cfg.vae) or (sd / "vae" if sd else None)
     missing = _missing_original_files(spec)
     if missing:
-        raise WeightsError("incomplete weights; missing:\n  " + "\n  ".join(missing)
-                           + f"\nExpected layout:\n{ORIGINAL_LAYOUT}")
+        raise WeightsError(f"incomplete weights; missing: {', '.join(missing)} (expected {ORIGINAL_LAYOUT})")
     for folder in (sd / "unet", spec.vae, spec.appearance_encoder, spec.controlnet, spec.unet):
         if folder is not None:
             check_weight_file(find_weight_file(folder))

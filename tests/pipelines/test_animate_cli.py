@@ -140,7 +140,7 @@ def test_incomplete_weights_listed(files, tmp_path, capsys):
     args = _args(files, tmp_path / "out" / "x.mp4")
     args[args.index("--weights") + 1] = str(weights)
     _fails(files, tmp_path, capsys, *args,
-           expect=["densepose_controlnet/diffusion_pytorch_model.safetensors", "Expected layout"])
+           expect=["densepose_controlnet/diffusion_pytorch_model.safetensors", "(expected <root>/stable-diffusion-v1-5"])
 
 
 def test_bad_sizes(files, tmp_path, capsys):
