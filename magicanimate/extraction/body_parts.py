@@ -63,6 +63,13 @@ def segment_map(part_map: np.ndarray) -> np.ndarray:
     return part_to_segment()[np.asarray(part_map, np.int64)]
 
 
+def band_width(values: np.ndarray, tail: float = 0.05) -> float:
+    """Width of a uniform band from the coordinates of its pixel centres (which span the width less one
+    pixel), from the spread between the ``tail`` and ``1 - tail`` quantiles: stray pixels do not move it."""
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
+    return float((hi - lo) / (1.0 - 2.0 * tail) + 1.0)
+
+
 def border_centroids(segments: np.ndarray) -> Dict[Tuple[int, int], Tuple[np.ndarray, int]]:
     """Centroid and length of the border between every pair of touching segments of a ``(H, W)`` map.
 

@@ -3,8 +3,8 @@
 Every segment hangs on a bone between two joints of :mod:`magicanimate.extraction.joints` (the torso from
 the pelvis to the neck, the upper arm from the shoulder to the elbow, ...; the head, hands and feet from
 their joint to their centroid). A segment's extent along and across its bone is measured from the spread
-of its pixels: a band of width ``w`` sampled at pixel centres has variance ``(w^2 - 1) / 12`` across it,
-so ``sqrt(12 var + 1)`` gives ``w`` back, and parts of the band hidden at its ends do not change it. The
+of its pixels' coordinates between two quantiles (:func:`band_width`), which parts of the band hidden
+at its ends and a few stray pixels leave alone. The
 torso's width is measured twice, at the chest and at the hips, which vary independently between people.
 """
 
@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from magicanimate.extraction.body_parts import SIDES, segment_map, SEGMENT_INDEX
+from magicanimate.extraction.body_parts import SEGMENT_INDEX, SIDES, band_width, segment_map
 from magicanimate.extraction.joints import Joints
 
 #: segment -> (start joint, end joint) of its bone.
@@ -35,11 +35,6 @@ HIP_BAND = (-0.3, 0.25)
 CHEST_BAND = (0.55, 1.0)
 #: fewest pixels for a segment's extent to count as measured.
 MIN_PIXELS = 4
-
-
-def band_width(values: np.ndarray) -> float:
-    """Width of a uniform band from the coordinates of its pixel centres (see the module docstring)."""
-    return float(np.sqrt(12.0 * np.var(values) + 1.0))
 
 
 def extent(values: np.ndarray, tail: float = 0.02) -> float:
@@ -124,3 +119,4 @@ def measure_body(part_map: np.ndarray, joints: Joints) -> BodyShape:
         if segment == "torso":
             _torso_widths(pixels, joints, shape)
     return shape
+

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from magicanimate.extraction.body_parts import (
-    SEGMENT_INDEX, SIDES, back_surface_parts, border_centroids, front_surface_parts, segment_map,
+    SEGMENT_INDEX, SIDES, back_surface_parts, band_width, border_centroids, front_surface_parts, segment_map,
 )
 
 #: how a joint was estimated (see the module docstring); ``derived`` = from other joints (the pelvis).
@@ -223,7 +223,7 @@ def _refine_shoulder(frame: _Frame, out: Joints, side: str) -> None:
     axis = out.points[name] - elbow
     axis = axis / max(np.linalg.norm(axis), 1e-6)
     across = (arm - elbow) @ np.array([-axis[1], axis[0]])
-    width = np.sqrt(12 * across.var() + 1) if len(arm) > 1 else 1.0  # uniform band, pixel-corrected
+    width = band_width(across) if len(arm) > 1 else 1.0
     out.points[name] = points[dist >= dist.max() - width].mean(0)
 
 

@@ -18,8 +18,8 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from magicanimate.extraction.body_parts import SEGMENT_INDEX, SEGMENT_NAMES, SIDES
-from magicanimate.extraction.body_shape import BONES, END_SEGMENTS, band_width, bone_axes
+from magicanimate.extraction.body_parts import SEGMENT_INDEX, SEGMENT_NAMES, SIDES, band_width
+from magicanimate.extraction.body_shape import BONES, END_SEGMENTS, bone_axes
 from magicanimate.extraction.joints import Joints
 
 _ARMS = [f"{k}_{s}" for s in SIDES for k in ("upper_arm", "lower_arm", "hand")]

@@ -112,8 +112,13 @@ def body_factors(ref: BodyShape, drv: BodyShape) -> Factors:
 
 
 def driver_shape(maps: np.ndarray, joints: List[Joints], first: int) -> BodyShape:
-    """The driver's body at the scale of frame ``first``: each segment from the earliest frame where both
-    its joints are seen directly, rescaled by the torso's length against frame ``first``'s."""
+    """The driver's body as seen in frame ``first``; segments not measured there come from the earliest
+    frame where both their joints are seen, rescaled by the torso's length against frame ``first``'s.
+
+    One frame, not a median over the video: a reference is measured in one pose, and measurements (how
+    wide a slanted arm looks in pixels, where a border lies) depend a little on the pose; a driver whose
+    video starts in the reference's pose (as dances usually do, and as the benchmark's do) cancels them.
+    """
     shape = measure_body(maps[first], joints[first])
     base = shape.length("torso")
     missing = [s for s in SEGMENT_NAMES if shape.length(s) is None]
