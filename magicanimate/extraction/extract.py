@@ -28,6 +28,8 @@ from magicanimate.errors import ConfigError, InputError
 from magicanimate.extraction import framing, parts as parts_mod, smoothing
 from magicanimate.extraction.backends import BACKENDS, create_backend
 from magicanimate.extraction.landmarks import PoseFrame, mask_probability
+from magicanimate.extraction.reference import photo_reference
+from magicanimate.extraction.retarget_video import retarget_plan
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +359,7 @@ def extract_densepose(
     align_to: Optional[PathLike] = None,
     preview: Optional[PathLike] = None,
     weights: Optional[str] = None,
+    retarget_to: Optional[PathLike] = None,
     config: Optional[str] = None,
     device: str = "cpu",
     estimator: Optional[Estimator] = None,
@@ -375,7 +378,10 @@ def extract_densepose(
         smooth: temporal smoothing strength (0 = off; also turns off mediapipe's own smoothing).
         missing: frames without a person: ``"hold"`` the nearest earlier detection, or ``"background"``.
         align_to: reference image: scale and shift the motion so the body matches the person in it.
-        preview: also write a side-by-side video (input placed like the control | control) here.
+        preview: also write a side-by-side video (input placed like the control | control) here; with
+            ``retarget_to``: input | driver's control | retargeted control | reference's part map.
+        retarget_to: reference image: retarget the motion to the body of the person in it
+            (:mod:`magicanimate.extraction.retarget`; its part map comes from the same backend).
         estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
     """
     start = time.perf_counter()
@@ -394,6 +400,10 @@ def extract_densepose(
     reference_image = read_image(align_to) if align_to is not None else None
     if align_to is not None and backend != "mediapipe" and estimator is None:
         raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
+    if align_to is not None and retarget_to is not None:
+        raise ConfigError("--align-to and --retarget-to both place the motion on the reference; use one "
+                          "(--retarget-to also fits the body's proportions)")
+    retarget_image = read_image(retarget_to) if retarget_to is not None else None
 
     with VideoReader(input, fps=input_fps) as reader:
         in_fps = float(reader.fps)
@@ -408,11 +418,15 @@ def extract_densepose(
             reference = None
             if reference_image is not None:
                 reference = reference_landmarks(reference_image, source=str(align_to))
+            retarget_ref = None if retarget_image is None else photo_reference(
+                retarget_image, (size, size), source=str(retarget_to), backend=backend,
+                estimator=None if own else estimator, weights=weights, config=config, device=device)
         finally:
             if own:
                 estimator.close()
         plan = plan_motion(poses, reader.size, out_fps, size=size, fit=fit, margin=margin, smooth=smooth,
                            missing=missing, reference=reference, source=str(input))
+        retargeted = None if retarget_ref is None else retarget_plan(plan, retarget_ref, source=str(retarget_to))
 
         preview_path = Path(preview) if preview is not None else None
         with ExitStack() as stack:
@@ -422,11 +436,13 @@ def extract_densepose(
                        if preview_path else None)
             source_frames = _selected(reader, indices) if pwriter else None
             for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
-                control = render_parts(plan.part_map(i))
+                control = render_parts(plan.part_map(i) if retargeted is None else retargeted[i])
                 writer.write(control)
                 if pwriter is not None:
                     placed = plan.placement.warp(next(source_frames), border_value=BACKGROUND_RGB)
-                    pwriter.write(np.concatenate([placed, control], axis=1))
+                    panels = [placed, control] if retargeted is None else [
+                        placed, render_parts(plan.part_map(i)), control, render_parts(retarget_ref)]
+                    pwriter.write(np.concatenate(panels, axis=1))
     seconds = time.perf_counter() - start
     logger.info("%s -> %s: %d frames in %.1f s (%.1f frames/s)", input, output, plan.num_frames, seconds,
                 plan.num_frames / max(seconds, 1e-9))

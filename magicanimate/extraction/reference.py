@@ -72,21 +72,25 @@ def photo_part_map(image: np.ndarray, estimator: Callable[[np.ndarray], PoseFram
     return plan.part_map(0)[:h, :w]
 
 
-def reference_from_photo(path: PathLike, hw: Tuple[int, int], *, backend: str = "mediapipe",
-                         estimator: Optional[Callable[[np.ndarray], PoseFrame]] = None,
-                         **backend_kwargs) -> np.ndarray:
-    """The part map of the person in the photo at ``path``, placed into ``hw``. ``estimator``: a ready
-    backend; else ``backend`` is created in single-image mode (``backend_kwargs``: weights, config, device)."""
-    from magicanimate.extraction.backends import create_backend
-    from magicanimate.media import read_image
+def photo_reference(image: np.ndarray, hw: Tuple[int, int], *, source: str, backend: str = "mediapipe",
+                    estimator: Optional[Callable[[np.ndarray], PoseFrame]] = None, **backend_kwargs) -> np.ndarray:
+    """The part map of the person in an RGB photo, placed into ``hw``. ``estimator``: a ready backend;
+    else ``backend`` is created in single-image mode (``backend_kwargs``: weights, config, device)."""
+    from magicanimate.extraction import backends
 
-    image = read_image(path)
     own = estimator is None
     if own:
-        estimator = create_backend(backend, video=False, **backend_kwargs)
+        estimator = backends.create_backend(backend, video=False, **backend_kwargs)
     try:
-        part_map = photo_part_map(image, estimator, source=str(path))
+        part_map = photo_part_map(image, estimator, source=source)
     finally:
         if own:
             estimator.close()
     return place_part_map(part_map, hw)
+
+
+def reference_from_photo(path: PathLike, hw: Tuple[int, int], **kwargs) -> np.ndarray:
+    """:func:`photo_reference` of the image file at ``path``."""
+    from magicanimate.media import read_image
+
+    return photo_reference(read_image(path), hw, source=str(path), **kwargs)

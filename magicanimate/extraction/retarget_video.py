@@ -110,3 +110,10 @@ def retarget_video(motion: PathLike, output: PathLike, *, reference_map: Optiona
     write_retargeted(result, driving, ref, output, fps, preview)
     return RetargetVideoResult(output, len(driving), fps, tuple(hw), result.global_frames,
                                time.perf_counter() - start, preview)
+
+
+def retarget_plan(plan, reference: np.ndarray, *, source: str) -> np.ndarray:
+    """Every output frame of an extraction plan (:class:`magicanimate.extraction.extract.MotionPlan`),
+    retarget to the ``reference`` part map: ``(F, size, size)`` uint8."""
+    driving = np.stack([plan.part_map(i) for i in range(plan.num_frames)])
+    return retarget(driving, reference, source=source, progress=True).parts
