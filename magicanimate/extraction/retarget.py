@@ -33,6 +33,10 @@ from magicanimate.extraction.body_shape import BONES, END_SEGMENTS, BodyShape, b
 from magicanimate.extraction.joints import Joints, estimate_joints, track_joints
 from magicanimate.extraction.part_warp import BoneTransform, TorsoTransform, paint_segments
 
+#: how much people's proportions differ (spread of log ratios between a segment's and the body's factor).
+PROPORTION_SPREAD = 0.2
+#: uncertainty of one length or width measured on a part map, pixels.
+PIXEL_NOISE = 0.5
 #: per-segment factors outside this range are taken as failed measurements (the body ratio is used).
 RATIO_RANGE = (0.5, 2.0)
 # Segments in the order their bones are rebuilt (parents first); the torso is placed before all of them.
@@ -52,7 +56,8 @@ class Factors:
 
     body: float  # overall size ratio, reference over driver (root displacement, fallbacks)
     segments: Dict[str, Tuple[float, float, float]] = field(default_factory=dict)
-    hips: float = 1.0
+    hips: float = 1.0  # torso width at the hips
+    hip_span: float = 1.0  # distance between the hip joints (where the legs hang)
     chest: float = 1.0
 
 
@@ -66,10 +71,23 @@ class Retargeted:
 
 
 def _ratio(ref: Optional[float], drv: Optional[float], default: float) -> float:
-    if ref is None or drv is None or drv <= 0:
+    if ref is None or drv is None or drv <= 0 or ref <= 0:
         return default
     r = ref / drv
     return r if RATIO_RANGE[0] <= r <= RATIO_RANGE[1] else default
+
+
+def _part_ratio(ref: Optional[float], drv: Optional[float], body: float) -> float:
+    """A segment's factor: its measured ratio, drawn towards the body's ratio as far as the measurement is
+    uncertain. A width of a few pixels, each end uncertain by about a pixel, says little; a precision-
+    weighted mean in log space (:data:`PROPORTION_SPREAD` a priori, :data:`PIXEL_NOISE` per measurement)
+    trusts wide segments and thin ones in proportion."""
+    r = _ratio(ref, drv, body)
+    if r == body:
+        return body
+    noise = PIXEL_NOISE ** 2 * (1.0 / ref ** 2 + 1.0 / drv ** 2)
+    weight = PROPORTION_SPREAD ** 2 / (PROPORTION_SPREAD ** 2 + noise)
+    return float(body * (r / body) ** weight)
 
 
 def _body_size(shape: BodyShape, parts: Tuple[str, ...], torso: str) -> Optional[float]:
@@ -93,20 +111,21 @@ def body_factors(ref: BodyShape, drv: BodyShape) -> Factors:
     """Per-segment scale factors from the driver's body to the reference's (see :class:`Factors`)."""
     k = body_ratio(ref, drv)
     # At the chest, the shoulders' span measures the width better than the torso's pixels, which arms often
-    # cover; at the hips, the hip joints are too close together for their span to be measured well.
-    hips = _ratio(ref.hips, drv.hips, k)
-    chest = _ratio(ref.shoulder_span, drv.shoulder_span, _ratio(ref.chest, drv.chest, k))
-    factors = Factors(body=k, hips=hips, chest=chest)
-    torso = _ratio(ref.shoulder_height, drv.shoulder_height,
-                   _ratio(ref.length("torso"), drv.length("torso"), k))
+    # cover. At the hips the two differ: the torso's width there, and the span of the hip joints (legs set
+    # wide or close under the same hips).
+    hips = _part_ratio(ref.hips, drv.hips, k)
+    chest = _part_ratio(ref.shoulder_span, drv.shoulder_span, _part_ratio(ref.chest, drv.chest, k))
+    factors = Factors(body=k, hips=hips, chest=chest, hip_span=_part_ratio(ref.hip_span, drv.hip_span, hips))
+    torso = _part_ratio(ref.shoulder_height, drv.shoulder_height,
+                        _part_ratio(ref.length("torso"), drv.length("torso"), k))
     for name in SEGMENT_NAMES:
         r, d = ref.segments.get(name), drv.segments.get(name)
         if r is None or d is None:
             factors.segments[name] = (k, k, k)
             continue
-        bone = torso if name == "torso" else _ratio(ref.length(name), drv.length(name), k)
-        across = _ratio(r.across, d.across, k)
-        along = _ratio(r.along, d.along, across) if name in END_SEGMENTS else bone
+        bone = torso if name == "torso" else _part_ratio(ref.length(name), drv.length(name), k)
+        across = _part_ratio(r.across, d.across, k)
+        along = _part_ratio(r.along, d.along, across) if name in END_SEGMENTS else bone
         factors.segments[name] = (bone, along, across)
     return factors
 
@@ -149,7 +168,8 @@ def frame_transforms(joints: Joints, factors: Factors, root: np.ndarray) -> Dict
     torso = TorsoTransform(joints.points["pelvis"], root, u, length, factors.segments["torso"][0],
                            factors.hips, factors.chest)
     transforms: Dict[str, object] = {"torso": torso}
-    new = {name: torso.forward(joints.points[name][None])[0] for name in (
+    legs = BoneTransform(joints.points["pelvis"], root, u, factors.segments["torso"][0], factors.hip_span)
+    new = {name: (legs if name.startswith("hip") else torso).forward(joints.points[name][None])[0] for name in (
         "pelvis", "neck", "shoulder_left", "shoulder_right", "hip_left", "hip_right") if joints.has(name)}
     for name in _CHAIN:
         start, end = BONES[name]
