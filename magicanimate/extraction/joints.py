@@ -214,12 +214,19 @@ def _neck_fallback(frame: _Frame, out: Joints) -> None:
 def _refine_shoulder(frame: _Frame, out: Joints, side: str) -> None:
     """Where the upper arm lies over (or under) the torso, their border runs along the arm, and its
     centroid slides from the shoulder towards the elbow: keep only the border's end away from the elbow."""
-    name, elbow = f"shoulder_{side}", out.get(f"elbow_{side}")
-    if out.how.get(name) != "border" or elbow is None:
+    name = f"shoulder_{side}"
+    upper, lower = f"upper_arm_{side}", f"lower_arm_{side}"
+    if out.how.get(name) != "border":
         return
-    points = frame.border_points("torso", f"upper_arm_{side}")
+    elbow = frame.border(upper, lower)
+    elbow = frame.gap(upper, lower) if elbow is None else elbow
+    if elbow is None and len(frame.pixels(lower)):  # the elbow's "part" estimate: only its direction counts
+        elbow = _nearest(frame.pixels(lower), out.points[name])
+    if elbow is None:
+        return
+    points = frame.border_points("torso", upper)
     dist = np.linalg.norm(points - elbow, axis=1)
-    arm = frame.pixels(f"upper_arm_{side}")
+    arm = frame.pixels(upper)
     axis = out.points[name] - elbow
     axis = axis / max(np.linalg.norm(axis), 1e-6)
     across = (arm - elbow) @ np.array([-axis[1], axis[0]])
@@ -235,10 +242,10 @@ def estimate_joints(part_map: np.ndarray, previous: Optional[Joints] = None) -> 
         (_border_joint if name in BORDER_JOINTS else _centroid_joint)(frame, name, out, previous)
         if name == "head":
             _neck_fallback(frame, out)
+        if name.startswith("shoulder_"):  # before the arm's joints are placed relative to it
+            _refine_shoulder(frame, out, name.split("_")[1])
         if name in ("hip_right", "shoulder_right"):  # both sides known: a hidden one mirrors the other
             _mirror_missing(out, name.split("_")[0])
-    for side in SIDES:
-        _refine_shoulder(frame, out, side)
     if out.has("hip_left", "hip_right"):
         out.points["pelvis"] = (out.points["hip_left"] + out.points["hip_right"]) / 2
         out.how["pelvis"] = "derived"
