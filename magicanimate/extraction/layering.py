@@ -7,13 +7,13 @@ whether seen or not (a band along a limb's bone, somewhat narrower than the limb
 between shoulders and hips; a disc inside the head). Pixels of segment ``q`` inside the support of ``s``
 are evidence that ``q`` is in front of ``s``, and they are where ``s`` is hidden.
 
-Without evidence either way, a pair keeps the order people are usually seen in: facing the camera, the
+Without evidence, a pair keeps the order people are usually seen in: facing the camera, the
 arms in front of the torso and the torso and head in front of the legs; facing away, the arms behind.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import cv2
 import numpy as np
@@ -26,6 +26,8 @@ _ARMS = [f"{k}_{s}" for s in SIDES for k in ("upper_arm", "lower_arm", "hand")]
 _LEGS = [f"{k}_{s}" for s in SIDES for k in ("upper_leg", "lower_leg", "foot")]
 #: a support is this much narrower than the segment it stands for (so that it lies inside the segment).
 SUPPORT_SHRINK = 0.8
+#: how far (pixels) a joint may be from where it is estimated.
+JOINT_ERROR = 1.0
 #: fewest pixels of evidence that decide a pair's order against the usual one.
 MIN_EVIDENCE = 3
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon drawing
@@ -52,10 +54,15 @@ def _limb_support(segments: np.ndarray, name: str, joints: Joints) -> Optional[n
     axes = bone_axes(joints.points[start], joints.points[end])
     if axes is None:
         return None
-    u, n, _ = axes
+    u, n, length = axes
     across = (np.stack([xs, ys], 1) - joints.points[start]) @ n
-    half = SUPPORT_SHRINK * band_width(across) / 2
-    a, b = joints.points[start], joints.points[end]
+    width = band_width(across)
+    if length <= width:
+        return None
+    # Joints are placed to about a pixel, and near them the neighbouring segments overlap: the band keeps
+    # that far inside the limb at its sides and half a width clear of its ends.
+    half = max(SUPPORT_SHRINK * width / 2 - JOINT_ERROR, 0.5)
+    a, b = joints.points[start] + width / 2 * u, joints.points[end] - width / 2 * u
     return _polygon(segments.shape, np.array([a + half * n, b + half * n, b - half * n, a - half * n]))
 
 
@@ -95,29 +102,50 @@ def supports(segments: np.ndarray, joints: Joints) -> Dict[str, np.ndarray]:
     return out
 
 
-def depth_order(segments: np.ndarray, facing: Optional[str], support: Dict[str, np.ndarray]) -> List[str]:
-    """Segments back to front: each pair by its evidence, else by :func:`default_order` (Copeland ranking:
-    a segment's rank is how many others it is in front of, less how many are in front of it)."""
-    order = default_order(facing)
+def _evidence(segments: np.ndarray, support: Dict[str, np.ndarray]) -> List[Tuple[int, str, str]]:
+    """``(weight, behind, front)`` for every pair whose evidence decides it (:data:`MIN_EVIDENCE`)."""
     k = len(SEGMENT_NAMES) + 1
-    evidence = np.zeros((k, k), np.int64)  # evidence[q, s]: pixels of q seen inside the support of s
+    seen = np.zeros((k, k), np.int64)  # seen[q, s]: pixels of q inside the support of s
     for name, mask in support.items():
-        evidence[:, SEGMENT_INDEX[name]] = np.bincount(segments[mask], minlength=k)
-    rank = {name: i for i, name in enumerate(order)}
-    score = {}
-    for a in order:
-        ia, total = SEGMENT_INDEX[a], 0
-        for b in order:
-            if a == b:
-                continue
-            ib = SEGMENT_INDEX[b]
-            front, behind = evidence[ia, ib], evidence[ib, ia]
-            if max(front, behind) >= MIN_EVIDENCE and front != behind:
-                total += 1 if front > behind else -1
-            else:
-                total += 1 if rank[a] > rank[b] else -1
-        score[a] = total
-    return sorted(order, key=lambda name: (score[name], rank[name]))
+        seen[:, SEGMENT_INDEX[name]] = np.bincount(segments[mask], minlength=k)
+    pairs = []
+    for a in SEGMENT_NAMES:
+        for b in SEGMENT_NAMES:
+            over, under = seen[SEGMENT_INDEX[a], SEGMENT_INDEX[b]], seen[SEGMENT_INDEX[b], SEGMENT_INDEX[a]]
+            if over >= MIN_EVIDENCE and over > under:  # a is seen where b must be: a is in front of b
+                pairs.append((int(over - under), b, a))
+    return sorted(pairs, reverse=True)
+
+
+def _reaches(edges: Dict[str, Set[str]], start: str, goal: str) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(edges[node])
+    return False
+
+
+def depth_order(segments: np.ndarray, facing: Optional[str], support: Dict[str, np.ndarray]) -> List[str]:
+    """Segments back to front. Every pair the evidence decides keeps that order (strongest evidence first;
+    a pair that would contradict stronger ones, in a cycle, is dropped); everything else keeps its place
+    in :func:`default_order` as far as those constraints allow (a topological sort preferring it)."""
+    order = default_order(facing)
+    in_front: Dict[str, Set[str]] = {name: set() for name in order}  # behind -> segments in front of it
+    for _, behind, front in _evidence(segments, support):
+        if not _reaches(in_front, front, behind):
+            in_front[behind].add(front)
+    waiting = {name: sum(name in fronts for fronts in in_front.values()) for name in order}
+    out: List[str] = []
+    while len(out) < len(order):
+        name = next(n for n in order if n not in out and waiting[n] == 0)
+        out.append(name)
+        for front in in_front[name]:
+            waiting[front] -= 1
+    return out
 
 
 def hidden_regions(segments: np.ndarray, order: List[str], support: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
