@@ -414,13 +414,14 @@ def extract_densepose(
             estimator = create_backend(backend, smooth=smooth > 0, weights=weights, config=config,
                                        device=device)
         try:
+            # the retargeting reference first, so that a bad one fails before the long pass over the video
+            retarget_ref = None if retarget_image is None else photo_reference(
+                retarget_image, (size, size), source=str(retarget_to), backend=backend,
+                estimator=None if own else estimator, weights=weights, config=config, device=device)
             poses = detect_poses(_selected(reader, indices), estimator, total=len(indices), desc="pose")
             reference = None
             if reference_image is not None:
                 reference = reference_landmarks(reference_image, source=str(align_to))
-            retarget_ref = None if retarget_image is None else photo_reference(
-                retarget_image, (size, size), source=str(retarget_to), backend=backend,
-                estimator=None if own else estimator, weights=weights, config=config, device=device)
         finally:
             if own:
                 estimator.close()

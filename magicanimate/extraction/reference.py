@@ -20,6 +20,7 @@ from magicanimate.errors import InputError
 from magicanimate.extraction import framing
 from magicanimate.extraction.landmarks import PoseFrame
 from magicanimate.extraction.part_cleanup import clean_part_map, is_exact_rendering
+from magicanimate.extraction.retarget import reference_joints
 
 PathLike = Union[str, Path]
 
@@ -47,12 +48,15 @@ def decode_part_map(image: np.ndarray) -> np.ndarray:
 
 
 def read_reference_map(path: PathLike, hw: Tuple[int, int]) -> np.ndarray:
-    """The part map in a DensePose image file (MagicAnimate's colours), placed into ``hw``."""
+    """The part map in a DensePose image file (MagicAnimate's colours), placed into ``hw``; InputError if
+    it is not a DensePose rendering or shows no body to retarget to."""
     from magicanimate.media import read_image
 
     image = read_image(path)
     validate_densepose_video(image[None], source=f"{path} (reference DensePose map)")
-    return place_part_map(decode_part_map(image), hw)
+    placed = place_part_map(decode_part_map(image), hw)
+    reference_joints(placed, str(path))  # a map without a body to measure fails here, before any work
+    return placed
 
 
 def photo_part_map(image: np.ndarray, estimator: Callable[[np.ndarray], PoseFrame], *,
@@ -74,8 +78,9 @@ def photo_part_map(image: np.ndarray, estimator: Callable[[np.ndarray], PoseFram
 
 def photo_reference(image: np.ndarray, hw: Tuple[int, int], *, source: str, backend: str = "mediapipe",
                     estimator: Optional[Callable[[np.ndarray], PoseFrame]] = None, **backend_kwargs) -> np.ndarray:
-    """The part map of the person in an RGB photo, placed into ``hw``. ``estimator``: a ready backend;
-    else ``backend`` is created in single-image mode (``backend_kwargs``: weights, config, device)."""
+    """The part map of the person in an RGB photo, placed into ``hw``; InputError if it shows no body to
+    retarget to. ``estimator``: a ready backend; else ``backend`` is created in single-image mode
+    (``backend_kwargs``: weights, config, device)."""
     from magicanimate.extraction import backends
 
     own = estimator is None
@@ -86,7 +91,9 @@ def photo_reference(image: np.ndarray, hw: Tuple[int, int], *, source: str, back
     finally:
         if own:
             estimator.close()
-    return place_part_map(part_map, hw)
+    placed = place_part_map(part_map, hw)
+    reference_joints(placed, source)
+    return placed
 
 
 def reference_from_photo(path: PathLike, hw: Tuple[int, int], **kwargs) -> np.ndarray:

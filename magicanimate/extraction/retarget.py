@@ -210,7 +210,8 @@ def _box(part_map: np.ndarray) -> Tuple[np.ndarray, float]:
     return np.array([(xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2]), float(ys.max() - ys.min() + 1)
 
 
-def _reference_joints(reference: np.ndarray, source: str) -> Joints:
+def reference_joints(reference: np.ndarray, source: str) -> Joints:
+    """The reference's joints; InputError (naming ``source``) when it shows no person or no torso."""
     if not reference.any():
         raise InputError(f"{source}: no person in the reference's DensePose map (every pixel is background); "
                          f"retargeting needs a reference showing the person to animate")
@@ -229,7 +230,7 @@ def retarget(driving: np.ndarray, reference: np.ndarray, *, source: str = "refer
     ``progress``: show a progress bar over the frames.
     """
     driving, reference = _check_maps(driving, reference)
-    ref_joints = _reference_joints(reference, source)
+    ref_joints = reference_joints(reference, source)
     joints = track_joints(driving)
     rooted = [i for i, j in enumerate(joints) if j.has("pelvis", "neck")]
     if rooted:

@@ -45,20 +45,19 @@ def check_outputs(inputs: List[Path], output: Path, preview: Optional[Path]) -> 
             raise ConfigError(f"{path}: the output would overwrite an input")
 
 
-def read_motion_parts(path: PathLike) -> Tuple[np.ndarray, float]:
-    """``(F, H, W)`` uint8 part maps of a DensePose control video (cleaned of codec noise), and its fps."""
-    from magicanimate.media import VideoReader
+def check_motion(reader, path: PathLike) -> None:
+    """InputError unless the opened video has frames that look like a DensePose rendering."""
+    if len(reader) == 0:
+        raise InputError(f"{path}: the video has zero frames")
+    # a few frames tell a DensePose rendering from a photo video before any decoding work
+    validate_densepose_video(reader[np.linspace(0, len(reader) - 1, min(16, len(reader))).astype(int)],
+                             source=str(path))
 
-    with VideoReader(path) as reader:
-        fps = float(reader.fps)
-        if len(reader) == 0:
-            raise InputError(f"{path}: the video has zero frames")
-        # a few frames tell a DensePose rendering from a photo video before the decoding work starts
-        validate_densepose_video(reader[np.linspace(0, len(reader) - 1, min(16, len(reader))).astype(int)],
-                                 source=str(path))
-        maps = [decode_part_map(frame) for frame in tqdm(reader, total=len(reader), desc="read", unit="frame",
-                                                         leave=False)]
-    return np.stack(maps), fps
+
+def decode_motion(reader) -> np.ndarray:
+    """``(F, H, W)`` uint8 part maps of every frame, cleaned of codec noise."""
+    return np.stack([decode_part_map(frame) for frame in tqdm(reader, total=len(reader), desc="read",
+                                                                unit="frame", leave=False)])
 
 
 def write_retargeted(result: Retargeted, driving: np.ndarray, reference: np.ndarray, output: Path, fps: float,
@@ -100,15 +99,20 @@ def retarget_video(motion: PathLike, output: PathLike, *, reference_map: Optiona
         raise ConfigError("give the reference either as a DensePose map or as a photo (one of the two)")
     source = Path(reference_map if reference_map is not None else reference)
     check_outputs([motion, source], output, preview)
-    driving, fps = read_motion_parts(motion)
-    hw = driving.shape[1:]
-    if reference_map is not None:
-        ref = read_reference_map(reference_map, hw)
-    else:
-        ref = reference_from_photo(reference, hw, backend=backend, estimator=estimator, **backend_kwargs)
+    from magicanimate.media import VideoReader
+
+    with VideoReader(motion) as reader:
+        check_motion(reader, motion)
+        fps, hw = float(reader.fps), tuple(reader.size)
+        # the reference before the long decoding, so that a bad one fails at once
+        if reference_map is not None:
+            ref = read_reference_map(reference_map, hw)
+        else:
+            ref = reference_from_photo(reference, hw, backend=backend, estimator=estimator, **backend_kwargs)
+        driving = decode_motion(reader)
     result = retarget(driving, ref, source=str(source), progress=True)
     write_retargeted(result, driving, ref, output, fps, preview)
-    return RetargetVideoResult(output, len(driving), fps, tuple(hw), result.global_frames,
+    return RetargetVideoResult(output, len(driving), fps, hw, result.global_frames,
                                time.perf_counter() - start, preview)
 
 
