@@ -29,7 +29,7 @@ from magicanimate.extraction import framing, parts as parts_mod, smoothing
 from magicanimate.extraction.backends import BACKENDS, create_backend
 from magicanimate.extraction.landmarks import PoseFrame, mask_probability
 from magicanimate.extraction.reference import photo_reference
-from magicanimate.extraction.retarget_video import retarget_plan
+from magicanimate.extraction.retarget_video import read_retarget_image, retarget_plan
 
 logger = logging.getLogger(__name__)
 
@@ -359,10 +359,10 @@ def extract_densepose(
     align_to: Optional[PathLike] = None,
     preview: Optional[PathLike] = None,
     weights: Optional[str] = None,
-    retarget_to: Optional[PathLike] = None,
     config: Optional[str] = None,
     device: str = "cpu",
     estimator: Optional[Estimator] = None,
+    retarget_to: Optional[PathLike] = None,
 ) -> ExtractionResult:
     """Turn a video of a person into a DensePose control video for MagicAnimate.
 
@@ -380,9 +380,9 @@ def extract_densepose(
         align_to: reference image: scale and shift the motion so the body matches the person in it.
         preview: also write a side-by-side video (input placed like the control | control) here; with
             ``retarget_to``: input | driver's control | retargeted control | reference's part map.
+        estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
         retarget_to: reference image: retarget the motion to the body of the person in it
             (:mod:`magicanimate.extraction.retarget`; its part map comes from the same backend).
-        estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
     """
     start = time.perf_counter()
     from magicanimate.media import VideoReader, VideoWriter, read_image
@@ -400,10 +400,7 @@ def extract_densepose(
     reference_image = read_image(align_to) if align_to is not None else None
     if align_to is not None and backend != "mediapipe" and estimator is None:
         raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
-    if align_to is not None and retarget_to is not None:
-        raise ConfigError("--align-to and --retarget-to both place the motion on the reference; use one "
-                          "(--retarget-to also fits the body's proportions)")
-    retarget_image = read_image(retarget_to) if retarget_to is not None else None
+    retarget_image = read_retarget_image(retarget_to, align_to)
 
     with VideoReader(input, fps=input_fps) as reader:
         in_fps = float(reader.fps)

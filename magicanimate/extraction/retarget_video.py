@@ -116,6 +116,18 @@ def retarget_video(motion: PathLike, output: PathLike, *, reference_map: Optiona
                                time.perf_counter() - start, preview)
 
 
+def read_retarget_image(retarget_to: Optional[PathLike], align_to: Optional[PathLike]) -> Optional[np.ndarray]:
+    """``extract_densepose --retarget-to``: the reference photo (None without one), checked before any work."""
+    if retarget_to is None:
+        return None
+    if align_to is not None:
+        raise ConfigError("--align-to and --retarget-to both place the motion on the reference; use one "
+                          "(--retarget-to also fits the body's proportions)")
+    from magicanimate.media import read_image
+
+    return read_image(retarget_to)
+
+
 def retarget_plan(plan, reference: np.ndarray, *, source: str) -> np.ndarray:
     """Every output frame of an extraction plan (:class:`magicanimate.extraction.extract.MotionPlan`),
     retarget to the ``reference`` part map: ``(F, size, size)`` uint8."""
