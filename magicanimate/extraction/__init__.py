@@ -15,6 +15,7 @@ from magicanimate.extraction.extract import (
 )
 from magicanimate.extraction.landmarks import PoseFrame
 from magicanimate.extraction.parts import parts_from_landmarks
+from magicanimate.extraction.retarget import retarget_parts
 
 __all__ = [
     "BACKENDS",
@@ -27,4 +28,5 @@ __all__ = [
     "mediapipe_available",
     "parts_from_landmarks",
     "plan_motion",
+    "retarget_parts",
 ]

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "them background")
     p.add_argument("--align-to", metavar="REFERENCE_IMAGE", default=None,
                    help="scale and shift the motion so the body matches the person in this image")
+    p.add_argument("--retarget-to", metavar="REFERENCE_IMAGE", default=None,
+                   help="retarget the motion to the body of the person in this image: the dancer's joint "
+                        "angles with the reference's bone lengths, widths and position (see "
+                        "docs/retargeting.md)")
     p.add_argument("--preview", nargs="?", const="", default=None, metavar="PATH",
                    help="also write a side-by-side preview (default path: OUTPUT_preview.mp4)")
     p.add_argument("--weights", default=None,
@@ -70,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.input, args.output, backend=args.backend, size=args.size, fit=args.fit, margin=args.margin,
             fps=args.fps, input_fps=args.input_fps, smooth=args.smooth, missing=args.missing,
             align_to=args.align_to, preview=preview, weights=args.weights, config=args.config,
-            device=args.device, person=args.person)
+            device=args.device, person=args.person, retarget_to=args.retarget_to)
     except MagicAnimateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

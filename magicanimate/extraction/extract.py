@@ -30,6 +30,8 @@ from magicanimate.extraction import framing, outputs, part_smoothing, parts as p
 from magicanimate.extraction.backends import BACKENDS, create_backend
 from magicanimate.extraction.tracking import PersonChoiceError, check_person
 from magicanimate.extraction.landmarks import PoseFrame, mask_probability
+from magicanimate.extraction.reference import photo_reference
+from magicanimate.extraction.retarget_video import read_retarget_image, retarget_plan
 
 logger = logging.getLogger(__name__)
 
@@ -353,6 +355,7 @@ def extract_densepose(
     device: str = "cpu",
     person: Optional[int] = None,
     estimator: Optional[Estimator] = None,
+    retarget_to: Optional[PathLike] = None,
 ) -> ExtractionResult:
     """Turn a video of a person into a DensePose control video for MagicAnimate.
 
@@ -370,25 +373,21 @@ def extract_densepose(
         smooth: temporal smoothing strength (0 = off; also turns off mediapipe's own smoothing).
         missing: frames without a person: ``"hold"`` the nearest earlier detection, or ``"background"``.
         align_to: reference image: scale and shift the motion so the body matches the person in it.
-        preview: also write a side-by-side video (input placed like the control | control) here.
+        preview: also write a side-by-side video (input placed like the control | control) here; with
+            ``retarget_to``: input | driver's control | retargeted control | reference's part map.
         device: torch device of the torchscript and detectron2 backends.
         person: torchscript/detectron2: follow the K-th person from the left (default: the largest).
         estimator: a ready pose backend (callable frame -> PoseFrame) instead of ``backend``.
+        retarget_to: reference image: retarget the motion to the body of the person in it
+            (:mod:`magicanimate.extraction.retarget`; its part map comes from the same backend).
     """
     start = time.perf_counter()
-    from magicanimate.media import VideoReader, read_image
+    from magicanimate.media import VideoReader
 
     input, output = Path(input), Path(output)
     check_options(size=size, fit=fit, margin=margin, smooth=smooth, missing=missing, fps=fps)
-    if input_fps is not None and not (input_fps > 0 and np.isfinite(input_fps)):
-        raise ConfigError(f"input fps must be a positive number, got {input_fps}")
-    if backend not in BACKENDS and estimator is None:
-        raise ConfigError(f"unknown extraction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    outputs.check_output(output, input)
-    check_person(person)
-    reference_image = read_image(align_to) if align_to is not None else None
-    if align_to is not None and backend != "mediapipe" and estimator is None:
-        raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
+    reference_image, retarget_image = _check_request(input, output, backend, estimator, input_fps=input_fps,
+                                                     person=person, align_to=align_to, retarget_to=retarget_to)
 
     with VideoReader(input, fps=input_fps) as reader:
         in_fps = float(reader.fps)
@@ -398,12 +397,17 @@ def extract_densepose(
         if own:
             estimator = create_backend(backend, smooth=smooth > 0, weights=weights, config=config,
                                        device=device, person=person)
-        poses, reference = _first_pass(reader, indices, estimator, own=own, reference_image=reference_image,
-                                       align_to=align_to, source=input)
+        photo = None if retarget_image is None else (lambda image: photo_reference(
+            image, (size, size), source=str(retarget_to), backend=backend, estimator=None if own else estimator,
+            weights=weights, config=config, device=device))
+        poses, reference, retarget_ref = _first_pass(reader, indices, estimator, own=own,
+                                                     reference_image=reference_image, align_to=align_to,
+                                                     source=input, retarget=(photo, retarget_image))
         plan = plan_motion(poses, reader.size, out_fps, size=size, fit=fit, margin=margin, smooth=smooth,
                            missing=missing, reference=reference, source=str(input))
+        retargeted = None if retarget_ref is None else retarget_plan(plan, retarget_ref, source=str(retarget_to))
         preview_path = Path(preview) if preview is not None else None
-        _render(plan, output, preview_path, lambda: _selected(reader, indices))
+        _render(plan, output, preview_path, lambda: _selected(reader, indices), retargeted, retarget_ref)
     seconds = time.perf_counter() - start
     logger.info("%s -> %s: %d frames in %.1f s (%.1f frames/s)", input, output, plan.num_frames, seconds,
                 plan.num_frames / max(seconds, 1e-9))
@@ -412,9 +416,31 @@ def extract_densepose(
                             preview=preview_path)
 
 
-def _first_pass(reader, indices, estimator, *, own: bool, reference_image, align_to, source: Path):
-    """Detections of every output frame (and the reference's landmarks); closes an estimator it owns."""
+def _check_request(input: Path, output: Path, backend: str, estimator, *, input_fps, person, align_to, retarget_to):
+    """Everything about a request that can be wrong, checked before any frame is decoded; the reference
+    images it names (for alignment, for retargeting), read."""
+    from magicanimate.media import read_image
+
+    if input_fps is not None and not (input_fps > 0 and np.isfinite(input_fps)):
+        raise ConfigError(f"input fps must be a positive number, got {input_fps}")
+    if backend not in BACKENDS and estimator is None:
+        raise ConfigError(f"unknown extraction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    outputs.check_output(output, input)
+    check_person(person)
+    reference_image = read_image(align_to) if align_to is not None else None
+    if align_to is not None and backend != "mediapipe" and estimator is None:
+        raise ConfigError("--align-to needs body landmarks, which only the mediapipe backend gives")
+    return reference_image, read_retarget_image(retarget_to, align_to)
+
+
+def _first_pass(reader, indices, estimator, *, own: bool, reference_image, align_to, source: Path,
+                retarget=(None, None)):
+    """Detections of every output frame (and the reference's landmarks, and the retargeting reference's part
+    map); closes an estimator it owns."""
+    photo, retarget_image = retarget
     try:
+        # the retargeting reference first, so that a bad one fails before the long pass over the video
+        retarget_ref = None if photo is None else photo(retarget_image)
         try:
             poses = detect_poses(_selected(reader, indices), estimator, total=len(indices), desc="pose")
         except PersonChoiceError as exc:
@@ -425,10 +451,11 @@ def _first_pass(reader, indices, estimator, *, own: bool, reference_image, align
     finally:
         if own:
             estimator.close()
-    return poses, reference
+    return poses, reference, retarget_ref
 
 
-def _render(plan: MotionPlan, output: Path, preview: Optional[Path], source_frames) -> None:
+def _render(plan: MotionPlan, output: Path, preview: Optional[Path], source_frames, retargeted=None,
+            retarget_ref=None) -> None:
     """Second pass: every part map through the palette into the control (and the preview) atomically."""
     from magicanimate.media import VideoWriter
 
@@ -439,11 +466,13 @@ def _render(plan: MotionPlan, output: Path, preview: Optional[Path], source_fram
                    if preview is not None else None)
         frames = source_frames() if pwriter is not None else None
         for i in tqdm(range(plan.num_frames), desc="render", unit="frame", leave=False):
-            control = render_parts(plan.part_map(i))
+            control = render_parts(plan.part_map(i) if retargeted is None else retargeted[i])
             writer.write(control)
             if pwriter is not None:
                 placed = plan.placement.warp(next(frames), border_value=BACKGROUND_RGB)
-                pwriter.write(np.concatenate([placed, control], axis=1))
+                panels = [placed, control] if retargeted is None else [
+                    placed, render_parts(plan.part_map(i)), control, render_parts(retarget_ref)]
+                pwriter.write(np.concatenate(panels, axis=1))
 
 
 def _selected(reader, indices: np.ndarray):
