@@ -31,6 +31,22 @@ from .unet3d import unet3d_config_from_unet2d
 TRIMMED_BLOCK_PARTS = ("attn1", "norm2", "attn2", "norm3", "ff")
 
 
+class BankNorm(nn.Module):
+    """What is left of the last transformer block: its ``norm1``, whose output is the last bank.
+
+    It is a module of its own that is *called*, so that wrappers which gather sharded weights in a forward
+    hook (FSDP) see it run; its state-dict keys are the trimmed block's (``<block>.norm1.*``)."""
+
+    attn1 = None  # no self-attention: reference_block_names still finds it, processors skip it
+
+    def __init__(self, norm1: nn.Module) -> None:
+        super().__init__()
+        self.norm1 = norm1
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm1(tokens)
+
+
 class AppearanceEncoderModel(StrictPretrainedMixin, UNet2DConditionModel):
     """SD1.5-layout UNet trimmed to what the reference banks need (config = ``UNet2DConditionModel``'s).
 
@@ -52,9 +68,7 @@ class AppearanceEncoderModel(StrictPretrainedMixin, UNet2DConditionModel):
         last_attn = attentions[-1]
         if not isinstance(last_attn, Transformer2DModel) or not last_attn.is_input_continuous:
             raise ConfigError("appearance encoder: unsupported transformer type in the last up block")
-        last_block = last_attn.transformer_blocks[-1]
-        for part in TRIMMED_BLOCK_PARTS:
-            setattr(last_block, part, None)
+        last_attn.transformer_blocks[-1] = BankNorm(last_attn.transformer_blocks[-1].norm1)
         last_attn.proj_out = None
         self.conv_norm_out = None
         self.conv_act = None
@@ -156,8 +170,7 @@ class AppearanceEncoderModel(StrictPretrainedMixin, UNet2DConditionModel):
             tokens, _ = attn._operate_on_continuous_inputs(h)
             for tb in attn.transformer_blocks[:-1]:
                 tokens = tb(tokens, encoder_hidden_states=context)
-            name = self.reference_block_names_last
-            sink[name] = attn.transformer_blocks[-1].norm1(tokens)
+            sink[self.reference_block_names_last] = attn.transformer_blocks[-1](tokens)
 
     @property
     def reference_block_names_last(self) -> str:

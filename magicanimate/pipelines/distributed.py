@@ -7,17 +7,35 @@ window order on every process, so the result equals a one-process run. Rank 0 de
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Dict
+from typing import Dict, Iterator
 
 import torch
 
 from magicanimate.pipelines.windows import WindowSchedule, shard
 
 
+_LOCAL_ONLY = [False]
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Inside, the pipeline runs every window in this process alone, even with torch.distributed
+    initialised: for a caller that runs it on one rank only (e.g. training validation under sharding,
+    where only rank 0 holds the full weights)."""
+    previous, _LOCAL_ONLY[0] = _LOCAL_ONLY[0], True
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY[0] = previous
+
+
 def dist_info() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) without torch.distributed."""
+    """(rank, world size) of this process; (0, 1) without torch.distributed or inside :func:`single_process`."""
+    if _LOCAL_ONLY[0]:
+        return 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1

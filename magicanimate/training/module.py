@@ -56,6 +56,11 @@ class AnimateTrainingModule(nn.Module):
         ref_drop: probability that a sample reads no reference.
     """
 
+    # The units FSDP shards and gathers one at a time (its transformer-based wrap reads this list when the
+    # accelerate config names no classes; classes a stage does not have are skipped). Each unit is wholly
+    # frozen or wholly trainable in both stages, and each is entered through its forward.
+    _no_split_modules = ["ResnetBlock2D", "BasicTransformerBlock", "AnimateDiffTransformer3D"]
+
     def __init__(self, vae, unet, appearance_encoder, controlnet, noise_scheduler, text_embedding: torch.Tensor,
                  prediction_type: str = "epsilon", snr_gamma: float | None = None, ref_drop: float = 0.1):
         super().__init__()
@@ -70,6 +75,9 @@ class AnimateTrainingModule(nn.Module):
         self.prediction_type = prediction_type
         self.snr_gamma = snr_gamma
         self.ref_drop = ref_drop
+        # Set by the trainer under FSDP: a weight is whole only inside its unit's forward there, so the
+        # encoder always runs (every rank gathers the same units) and is touched through its banks.
+        self.sharded_weights = False
 
     # ------------------------------------------------------------------------------ which weights train
     def module_parameters(self) -> Dict[str, List[nn.Parameter]]:
@@ -135,9 +143,10 @@ class AnimateTrainingModule(nn.Module):
         text = self.text_embedding.to(noisy.dtype).expand(b, -1, -1)
 
         read_mask = torch.rand(b, device=latents.device) >= self.ref_drop
-        reference = None
-        if bool(read_mask.any()):
+        reference, banks = None, None
+        if bool(read_mask.any()) or self.sharded_weights:
             banks = self.appearance_encoder(ref_latents, timesteps, text)
+        if bool(read_mask.any()):
             reference = ReferenceInputs(banks=banks, read_mask=read_mask)
 
         down, mid = controlnet_residuals(self.controlnet, noisy, timesteps, text,
@@ -159,7 +168,11 @@ class AnimateTrainingModule(nn.Module):
         # Touch every trainable parameter with weight zero: a batch in which every sample dropped the
         # reference leaves the encoder out of the graph, and DDP would then wait for gradients that never
         # come (docs/architecture.md, "Training").
-        loss = loss + 0.0 * _touch(self.trainable_parameters())
+        # Under FSDP the weights are whole only inside their units, so the unread banks carry the touch.
+        if not self.sharded_weights:
+            loss = loss + 0.0 * _touch(self.trainable_parameters())
+        elif reference is None:
+            loss = loss + 0.0 * sum(bank.float().sum() for bank in banks)
         return {"loss": loss, "read_mask": read_mask, "timesteps": timesteps}
 
 

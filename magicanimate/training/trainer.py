@@ -4,6 +4,11 @@ Resuming is exact: data order is a pure function of (seed, epoch, position) (see
 :class:`~magicanimate.data.datasets.SampleBatchSampler`), and accelerate's ``save_state`` restores the
 optimizer, LR scheduler, RNG states (noise, timesteps, reference dropout) and our step counter. Checkpoints
 hold only the trainable weights (the frozen ones come from the config's model paths).
+
+Under a sharding strategy (FSDP, DeepSpeed ZeRO; chosen by the accelerate config, see
+:mod:`magicanimate.training.sharding`) each rank writes its own shard through accelerate, the export and
+validation gather the full weights on the main process, and a checkpoint resumes on the same strategy and
+world size.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ def list_checkpoints(output_dir: Path) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
+def is_checkpoint(path: Path) -> bool:
+    from magicanimate.training.sharding import STRATEGY_FILE
+
+    return (path / TRAINABLE_FILE).is_file() or (path / STRATEGY_FILE).is_file()
+
+
 def resolve_resume(resume: Optional[str], output_dir: Path) -> Optional[Path]:
     if resume is None:
         return None
@@ -78,8 +89,8 @@ def resolve_resume(resume: Optional[str], output_dir: Path) -> Optional[Path]:
             return None
         return found[-1]
     path = Path(resume)
-    if not (path / TRAINABLE_FILE).is_file():
-        raise ConfigError(f"resume={resume}: not a training checkpoint folder (no {TRAINABLE_FILE})")
+    if not is_checkpoint(path):
+        raise ConfigError(f"resume={resume}: not a training checkpoint folder (no {TRAINABLE_FILE} or sharding.json)")
     return path
 
 
@@ -87,18 +98,34 @@ def _trainable_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {n: p.detach().contiguous() for n, p in module.named_parameters() if p.requires_grad}
 
 
-def _register_hooks(accelerator, module_ref: List[torch.nn.Module]) -> None:
-    """Checkpoint only the trainable weights of the training module; load them back strictly."""
+def _register_hooks(run: "TrainingRun") -> None:
+    """Checkpoint only the trainable weights of the training module; load them back strictly. Under
+    sharding, accelerate writes the sharded weights and optimizer itself; the hooks add and check the
+    extras (strategy, EMA shards)."""
+    from magicanimate.training import sharding
+
+    accelerator = run.accelerator
 
     def save_hook(models, weights, output_dir):
+        if sharding.shards_state(accelerator):
+            sharding.save_sharded_extras(accelerator, _trainable_names(run), run.ema, Path(output_dir))
+            return
         if accelerator.is_main_process:
-            save_file(_trainable_state(accelerator.unwrap_model(module_ref[0])), str(Path(output_dir) / TRAINABLE_FILE))
+            save_file(_trainable_state(accelerator.unwrap_model(run.module)), str(Path(output_dir) / TRAINABLE_FILE))
         for _ in range(len(weights)):
             weights.pop()
 
     def load_hook(models, input_dir):
+        if sharding.shards_state(accelerator):
+            sharding.check_sharded_checkpoint(accelerator, _trainable_names(run), Path(input_dir))
+            if run.ema is not None:
+                sharding.load_ema_shard(accelerator, run.ema, Path(input_dir))
+            return
+        if not (Path(input_dir) / TRAINABLE_FILE).is_file():
+            raise ConfigError(f"{input_dir}: written under sharding (no {TRAINABLE_FILE}); resume it with the "
+                              "accelerate config and process count that wrote it")
         state = load_file(str(Path(input_dir) / TRAINABLE_FILE))
-        module = accelerator.unwrap_model(module_ref[0])
+        module = accelerator.unwrap_model(run.module)
         expected = {n for n, p in module.named_parameters() if p.requires_grad}
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
@@ -114,6 +141,12 @@ def _register_hooks(accelerator, module_ref: List[torch.nn.Module]) -> None:
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def _trainable_names(run: "TrainingRun") -> List[str]:
+    # FSDP1 inserts its wrappers' names into parameter names; the checkpoint speaks the module's own names.
+    module = run.accelerator.unwrap_model(run.module)
+    return [n.replace("_fsdp_wrapped_module.", "") for n, p in module.named_parameters() if p.requires_grad]
 
 
 def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: Optional[int]) -> Path:
@@ -210,6 +243,7 @@ class TrainingRun:
     lr_scheduler: Any = None
     ema: Any = None
     state: TrainState = field(default_factory=TrainState)
+    full_copy: Any = None  # sharding.FullCopy: whole weights on the main process when they are sharded
 
 
 def train(cfg, *, accelerator=None, stop_after: Optional[int] = None) -> TrainResult:
@@ -277,8 +311,18 @@ def _make_module(run: TrainingRun) -> None:
     """The training module with its declared trainable parts, checkpointing, dtypes, on its device."""
     from magicanimate.training.builder import build_training_module
 
+    from accelerate.utils import set_seed
+
+    from magicanimate.training.sharding import shards_weights
+
     cfg, accelerator = run.cfg, run.accelerator
+    if accelerator.num_processes > 1:
+        # Every rank builds the same initial weights (fresh layers included), so that a strategy that shards
+        # them needs no broadcast from rank 0; each rank then draws its own noise again.
+        set_seed(cfg.seed)
     module = build_training_module(cfg)
+    if accelerator.num_processes > 1:
+        set_seed(cfg.seed, device_specific=True)
     summary = module.configure_trainable(cfg.train)
     if accelerator.is_main_process:
         logger.info("trainable parameters per module:\n  %s", "\n  ".join(summary.lines()))
@@ -287,9 +331,13 @@ def _make_module(run: TrainingRun) -> None:
             if any(p.requires_grad for p in sub.parameters()) or sub is module.unet:
                 sub.enable_gradient_checkpointing()
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    # FSDP gathers a unit's weights in one dtype and casts them for compute itself (its mixed-precision
+    # policy): there, frozen networks stay float32 (sharded), like the trainable ones.
+    cast_frozen = weight_dtype != torch.float32 and not shards_weights(accelerator)
     for sub in (module.vae, module.unet, module.appearance_encoder, module.controlnet):
-        if weight_dtype != torch.float32 and not any(p.requires_grad for p in sub.parameters()):
+        if cast_frozen and not any(p.requires_grad for p in sub.parameters()):
             sub.to(dtype=weight_dtype)  # frozen whole: run in the low-precision dtype, as diffusers' scripts do
+    module.sharded_weights = shards_weights(accelerator)
     run.module = module.to(accelerator.device)
 
 
@@ -297,6 +345,8 @@ def _make_optimization(run: TrainingRun) -> None:
     """Optimizer, LR schedule and EMA over the trainable weights; everything registered for checkpoints."""
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
+
+    from magicanimate.training.sharding import configure_deepspeed, shards_state, strategy_name
 
     cfg, accelerator = run.cfg, run.accelerator
     run.params = run.module.trainable_parameters()
@@ -309,16 +359,20 @@ def _make_optimization(run: TrainingRun) -> None:
     lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer,
                                  num_warmup_steps=cfg.optim.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=cfg.max_train_steps * accelerator.num_processes)
+    if strategy_name(accelerator) == "deepspeed":
+        configure_deepspeed(accelerator, cfg)
+    _register_hooks(run)
+    run.module, run.optimizer, run.lr_scheduler = accelerator.prepare(run.module, optimizer, lr_scheduler)
+    # FSDP replaces the parameters by their shards: the clipping, the EMA and the checks use those.
+    run.params = [p for p in run.module.parameters() if p.requires_grad]
+    accelerator.register_for_checkpointing(run.state)
     if cfg.ema.enabled:
         run.ema = EMAModel(run.params, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
-        run.ema.to(accelerator.device)
-    module_ref: List[torch.nn.Module] = [run.module]
-    _register_hooks(accelerator, module_ref)
-    run.module, run.optimizer, run.lr_scheduler = accelerator.prepare(run.module, optimizer, lr_scheduler)
-    module_ref[0] = run.module
-    accelerator.register_for_checkpointing(run.state)
-    if run.ema is not None:
-        accelerator.register_for_checkpointing(run.ema)
+        # float32 whatever the weights' dtype (DeepSpeed keeps them in fp16/bf16): decay steps of 1e-4 vanish
+        # in half precision.
+        run.ema.to(device=accelerator.device, dtype=torch.float32)
+        if not shards_state(accelerator):  # sharded runs save one EMA shard per rank (sharding.py)
+            accelerator.register_for_checkpointing(run.ema)
 
 
 def _loop(run: TrainingRun, result: TrainResult, stop_after: Optional[int], saved: int) -> int:
@@ -383,7 +437,7 @@ def _after_step(run: TrainingRun, result: TrainResult, progress, step_loss: floa
         result.last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, cfg.checkpoints_total_limit)
         saved = step
     if cfg.validation.every_n_steps and step % cfg.validation.every_n_steps == 0:
-        _validate(accelerator, run.module, run.ema, run.params, cfg, step)
+        _validate(run, step)
     return saved
 
 
@@ -391,13 +445,20 @@ def _finish(run: TrainingRun, result: TrainResult, last_saved: int) -> None:
     """Check the ranks agree, save the final state and export the weights (EMA ones if enabled)."""
     from magicanimate.training.export import export_trained
 
+    from magicanimate.training.sharding import ema_weights, shards_weights
+
     cfg, accelerator, step = run.cfg, run.accelerator, run.state.step
-    if accelerator.num_processes > 1:
+    if accelerator.num_processes > 1 and not shards_weights(accelerator):
         _check_ranks_in_sync(accelerator, run.params)
     if step >= cfg.max_train_steps and cfg.export_at_end:
         if last_saved != step:
             result.last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, cfg.checkpoints_total_limit)
-        if accelerator.is_main_process:
+        if shards_weights(accelerator):
+            with ema_weights(run.ema, run.params):
+                whole = _full_copy(run).refresh(accelerator, run.module)
+            if whole is not None:
+                result.export_dir = export_trained(whole, cfg, run.output_dir / "export")
+        elif accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(run.module)
             if run.ema is not None:
                 run.ema.store(run.params)
@@ -440,15 +501,33 @@ def _check_ranks_in_sync(accelerator, params) -> None:
         logger.info("trainable weights identical on all %d ranks", accelerator.num_processes)
 
 
-def _validate(accelerator, module, ema, params, cfg, step: int) -> None:
+def _full_copy(run: TrainingRun):
+    from magicanimate.training.sharding import FullCopy
+
+    if run.full_copy is None:
+        run.full_copy = FullCopy(run.cfg)
+    return run.full_copy
+
+
+def _validate(run: TrainingRun, step: int) -> None:
+    """The validation clip with the current (EMA) weights: by every rank sharing the windows, or, when the
+    weights are sharded, by the main process alone on the gathered weights."""
+    from magicanimate.pipelines.distributed import single_process
+    from magicanimate.training.sharding import ema_weights, shards_weights
     from magicanimate.training.validation import run_validation
 
-    if ema is not None:
-        ema.store(params)
-        ema.copy_to(params)
-    try:
-        run_validation(accelerator, accelerator.unwrap_model(module), cfg, step)
-    finally:
-        if ema is not None:
-            ema.restore(params)
+    accelerator = run.accelerator
+    if not shards_weights(accelerator):
+        with ema_weights(run.ema, run.params):
+            run_validation(accelerator, accelerator.unwrap_model(run.module), run.cfg, step)
+    else:
+        with ema_weights(run.ema, run.params):
+            whole = _full_copy(run).refresh(accelerator, run.module)
+        if whole is not None:
+            dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+            try:
+                with single_process():
+                    run_validation(accelerator, whole.to(device=accelerator.device, dtype=dtype), run.cfg, step)
+            finally:
+                whole.to(device="cpu")
     accelerator.wait_for_everyone()
