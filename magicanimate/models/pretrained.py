@@ -10,20 +10,24 @@ class it is loading.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import torch
 
 from ..errors import WeightsError
-from .state_dicts import (
-    clean_config,
-    describe_state_dict,
-    find_weight_file,
-    load_strict,
-    move_model,
-    read_config,
-    read_state_dict,
-)
+from .state_dicts import describe_state_dict, load_strict
+from .weight_files import clean_config, find_weight_file, read_config, read_state_dict
+
+logger = logging.getLogger(__name__)
+
+
+def build_empty(cls, config: dict):
+    """``cls`` built from ``config`` on the ``meta`` device: the module tree without memory for its tensors,
+    to be filled from a file (:func:`~magicanimate.models.state_dicts.load_strict`)."""
+    with torch.device("meta"):
+        return cls.from_config(config)
 
 
 def load_model_folder(cls, folder: str | Path, *, torch_dtype: torch.dtype | None = None,
@@ -31,22 +35,25 @@ def load_model_folder(cls, folder: str | Path, *, torch_dtype: torch.dtype | Non
     """``cls`` built from ``folder/config.json`` with ``folder``'s weights loaded strictly.
 
     Works for any diffusers-style class (``from_config`` + a ``diffusion_pytorch_model`` file); a class with
-    an ``adapt_checkpoint`` hook sees the weights first.
+    an ``adapt_checkpoint`` hook sees the weights first (names and shapes only: data is read when placed). The
+    model is built empty and each tensor read straight into ``torch_dtype`` on ``device``.
     """
+    start = time.perf_counter()
     folder = Path(folder)
     config = clean_config(read_config(folder))
     weights_file = find_weight_file(folder)
     state_dict = read_state_dict(weights_file)
     try:
-        model = cls.from_config(config)
+        model = build_empty(cls, config)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{folder / 'config.json'}: not a valid {cls.__name__} config ({exc})") from exc
     what = f"{cls.__name__} ({describe_state_dict(state_dict)} given)"
     adapt = getattr(model, "adapt_checkpoint", None)
     if adapt is not None:
         state_dict = adapt(state_dict, source=str(weights_file))
-    load_strict(model, state_dict, source=str(weights_file), what=what)
-    return move_model(model, torch_dtype, device)
+    load_strict(model, state_dict, source=str(weights_file), what=what, torch_dtype=torch_dtype, device=device)
+    logger.info("%s: %s loaded in %.1f s", weights_file, cls.__name__, time.perf_counter() - start)
+    return model
 
 
 class StrictPretrainedMixin:

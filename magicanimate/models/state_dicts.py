@@ -10,18 +10,16 @@ uninitialised). Reading is format-agnostic (safetensors or a torch pickle opened
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
 
 from ..errors import WeightsError
+from .weight_files import materialize
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 MOTION_KEY = "motion_modules"
 
 
@@ -58,93 +56,36 @@ def expected_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
 
 
 def load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
-                allowed_missing: Iterable[str] = ()) -> None:
-    """Strictly load ``state_dict`` into ``model`` (keys and shapes checked first, errors name them)."""
+                allowed_missing: Iterable[str] = (), torch_dtype: torch.dtype | None = None,
+                device: str | torch.device | None = None) -> None:
+    """Strictly load ``state_dict`` (real or lazy tensors) into ``model``: keys and shapes are checked first and
+    errors name them. A model built empty (on the ``meta`` device) is filled tensor by tensor, each read from
+    its file straight into ``torch_dtype`` on ``device``, so no second copy of the weights is ever held."""
     check_keys(expected_shapes(model), state_dict, source=source, what=what, allowed_missing=allowed_missing)
-    on_meta = any(p.device.type == "meta" for p in model.parameters())
-    result = model.load_state_dict(dict(state_dict), strict=not allowed_missing, assign=on_meta)
+    if any(t.is_meta for t in model.state_dict().values()):
+        _fill_empty(model, state_dict, source=source, torch_dtype=torch_dtype, device=device)
+        return
+    full = {k: materialize(v) for k, v in state_dict.items()}
+    result = model.load_state_dict(full, strict=not allowed_missing)
     if allowed_missing and (result.unexpected_keys or set(result.missing_keys) - set(allowed_missing)):
         raise WeightsError(f"{source}: unexpected loading result {result}")
+    move_model(model, torch_dtype, device)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file or a torch pickle (``weights_only=True``) into a flat tensor dict.
-
-    Pickles wrapped as ``{"state_dict": ...}`` are unwrapped. Raises :class:`WeightsError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weight file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
+def _fill_empty(model: torch.nn.Module, state_dict: Mapping, *, source: str, torch_dtype, device) -> None:
+    for name, value in state_dict.items():
+        module_name, _, leaf = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        tensor = materialize(value, torch_dtype)
+        if device is not None:
+            tensor = tensor.to(device)
+        if leaf in module._parameters:
+            module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=module._parameters[leaf].requires_grad)
         else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt/truncated/foreign file: one clear message
-        raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
-    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-        sd = sd["state_dict"]
-    if not isinstance(sd, Mapping):
-        raise WeightsError(f"{path}: expected a dict of tensors, found {type(sd).__name__}")
-    non_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if non_tensors:
-        raise WeightsError(f"{path}: entries that are not tensors: {_list(non_tensors)}")
-    return dict(sd)
-
-
-def check_weight_file(path: str | Path) -> Path:
-    """Cheap integrity check before anything loads: a safetensors file's header and data fit its size; a
-    zip-format torch pickle (what ``torch.save`` writes) has its central directory. Reads no tensor."""
-    import struct
-    import zipfile
-
-    path = Path(path)
-    size = path.stat().st_size
-    try:
-        if path.suffix == ".safetensors":
-            with open(path, "rb") as fh:
-                (header_len,) = struct.unpack("<Q", fh.read(8))
-                if header_len > size - 8:
-                    raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
-                header = json.loads(fh.read(header_len))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            if 8 + header_len + end != size:
-                raise ValueError(f"{size} bytes, its header describes {8 + header_len + end}")
-        elif zipfile.is_zipfile(path):
-            zipfile.ZipFile(path).close()
-        elif size < 64:
-            raise ValueError(f"only {size} bytes")
-    except (ValueError, struct.error, zipfile.BadZipFile, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise WeightsError(f"{path}: truncated or corrupt weight file ({exc})") from None
-    return path
-
-
-def find_weight_file(folder: str | Path) -> Path:
-    """The diffusers weight file in ``folder`` (.safetensors preferred over .bin)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise WeightsError(f"{folder}: folder not found")
-    for name in WEIGHT_NAMES:
-        if (folder / name).is_file():
-            return folder / name
-    raise WeightsError(f"{folder}: no weight file (expected one of {', '.join(WEIGHT_NAMES)})")
-
-
-def read_config(folder: str | Path) -> dict:
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise WeightsError(f"{path}: config.json not found")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise WeightsError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def clean_config(config: Mapping) -> dict:
-    """Config dict without diffusers' private bookkeeping keys (``_class_name``, ``_use_default_values``...)."""
-    return {k: v for k, v in config.items() if not k.startswith("_")}
+            module._buffers[leaf] = tensor
+    empty = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:  # e.g. a tensor shared by two modules, or a buffer no file holds
+        raise WeightsError(f"{source}: {len(empty)} tensor(s) of the model were never filled: {_list(empty)}")
 
 
 def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from magicanimate.errors import WeightsError
 from magicanimate.models.pretrained import load_model_folder
-from magicanimate.models.state_dicts import WEIGHT_NAMES as WEIGHT_FILES
+from magicanimate.models.weight_files import WEIGHT_NAMES as WEIGHT_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +93,15 @@ def load_pipeline_folder(pipeline_cls, folder, *, torch_dtype: Optional[torch.dt
     return pipeline_cls(**parts, prompt_embeds=embeds)
 
 
-def load_original_components(weights, *, load_text_encoder: Optional[bool] = None) -> dict:
+def load_original_components(weights, *, load_text_encoder: Optional[bool] = None,
+                             torch_dtype: Optional[torch.dtype] = None) -> dict:
     """The pipeline's components from the original release's layout (a WeightsSpec or a WeightsConfig):
     the three networks from the one assembler, the VAE, the scheduler (with ``inference.yaml``'s noise
     schedule), and CLIP unless a saved empty-prompt embedding is given."""
     from magicanimate.models.checkpoints import (NetworkSources, assemble_networks, load_vae,
                                                  motion_kwargs_from_original, read_inference_yaml)
     from magicanimate.models.checkpoints.loaders import unet_folder
-    from magicanimate.models.state_dicts import clean_config, read_config
+    from magicanimate.models.weight_files import clean_config, read_config
     from magicanimate.pipelines.scheduling import make_scheduler
     from magicanimate.pipelines.weights import WeightsSpec, resolve_weights
 
@@ -110,9 +111,10 @@ def load_original_components(weights, *, load_text_encoder: Optional[bool] = Non
     motion_kwargs = motion_kwargs_from_original(clean_config(read_config(base_unet)), unet_kwargs)
     nets = assemble_networks(NetworkSources(base_unet=base_unet, motion_module=spec.motion_module,
                                             motion_kwargs=motion_kwargs, appearance_encoder=spec.appearance_encoder,
-                                            controlnet=spec.controlnet))
+                                            controlnet=spec.controlnet), torch_dtype=torch_dtype)
     parts = dict(unet=nets.unet, appearance_encoder=nets.appearance_encoder, controlnet=nets.controlnet,
-                 vae=load_vae(spec.vae), scheduler=make_scheduler("DDIMScheduler", scheduler_overrides),
+                 vae=load_vae(spec.vae, torch_dtype=torch_dtype),
+                 scheduler=make_scheduler("DDIMScheduler", scheduler_overrides),
                  prompt_embeds=_read_prompt_embeds(spec.prompt_embeds))
     if load_text_encoder or (load_text_encoder is None and parts["prompt_embeds"] is None):
         from transformers import CLIPTextModel, CLIPTokenizer

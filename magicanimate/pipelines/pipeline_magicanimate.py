@@ -187,7 +187,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
 
         from magicanimate.models.state_dicts import move_model
 
-        pipe = cls(**load_original_components(weights, load_text_encoder=load_text_encoder))
+        pipe = cls(**load_original_components(weights, load_text_encoder=load_text_encoder, torch_dtype=torch_dtype))
         for model in (pipe.unet, pipe.appearance_encoder, pipe.controlnet, pipe.vae, pipe.text_encoder):
             if model is not None:
                 move_model(model.eval(), torch_dtype)

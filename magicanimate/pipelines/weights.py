@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from magicanimate.errors import WeightsError
-from magicanimate.models.state_dicts import check_weight_file, find_weight_file
+from magicanimate.models.weight_files import check_weight_file, find_weight_file
 from magicanimate.pipelines.loading import MODEL_COMPONENTS, PIPELINE_LAYOUT, WEIGHT_FILES, missing_pipeline_files
 
 ORIGINAL_LAYOUT = ("<root>/stable-diffusion-v1-5/{unet,vae}/ (config.json + diffusion_pytorch_model.safetensors "

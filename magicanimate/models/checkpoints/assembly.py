@@ -10,6 +10,7 @@ zero convolutions.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,11 +21,13 @@ from diffusers import ControlNetModel
 from magicanimate.errors import WeightsError
 from magicanimate.models.appearance_encoder import AppearanceEncoderModel
 from magicanimate.models.checkpoints.loaders import (
+    is_whole_unet_file,
     load_appearance_encoder,
     load_controlnet,
     load_motion_modules,
     load_sd15_unet2d,
     load_unet3d_folder,
+    load_whole_unet3d,
 )
 from magicanimate.models.controlnet import build_densepose_controlnet
 from magicanimate.models.state_dicts import MOTION_KEY, move_model
@@ -65,24 +68,46 @@ class NetworkSources:
     controlnet_embedding_channels: Sequence[int] = (16, 32, 96, 256)
 
 
-def assemble_networks(sources: NetworkSources) -> MagicAnimateModels:
-    """Build the three networks ``sources`` describes; every file loads strictly."""
-    base = _Lazy(lambda: load_sd15_unet2d(sources.base_unet))
-    if sources.unet is not None:
-        unet = _adapt_motion_modules(load_unet3d_folder(sources.unet), sources.unet, dict(sources.motion_kwargs))
-    else:
-        unet = UNet3DMotionModel.from_unet2d(base(), **dict(sources.motion_kwargs))
-    if sources.motion_module is not None:
-        report = load_motion_modules(unet, sources.motion_module)
-        logger.info("motion modules: %s (%s, %d tensors)", report.path, report.kind, report.num_tensors)
-    encoder = (load_appearance_encoder(sources.appearance_encoder) if sources.appearance_encoder
-               else AppearanceEncoderModel.from_unet2d(base()))
-    controlnet = (load_controlnet(sources.controlnet) if sources.controlnet else build_densepose_controlnet(
-        base(), conditioning_embedding_out_channels=tuple(sources.controlnet_embedding_channels)))
+def assemble_networks(sources: NetworkSources, *, torch_dtype: Optional[torch.dtype] = None,
+                      device: Optional[str | torch.device] = None) -> MagicAnimateModels:
+    """Build the three networks ``sources`` describes; every file loads strictly, each tensor straight into
+    ``torch_dtype`` on ``device``. A network with its own file never reads the base UNet's weights; when the
+    motion file holds the whole 3D UNet, only the base UNet's config is read."""
+    base = _Lazy(lambda: load_sd15_unet2d(sources.base_unet, device=device))
+    unet = _denoiser(sources, base, torch_dtype, device)
+    start = time.perf_counter()
+    encoder = (load_appearance_encoder(sources.appearance_encoder, torch_dtype=torch_dtype, device=device)
+               if sources.appearance_encoder else AppearanceEncoderModel.from_unet2d(base()))
+    controlnet = (load_controlnet(sources.controlnet, torch_dtype=torch_dtype, device=device) if sources.controlnet
+                  else build_densepose_controlnet(base(), conditioning_embedding_out_channels=tuple(
+                      sources.controlnet_embedding_channels)))
     if controlnet.config.conditioning_channels != 3:
         raise WeightsError(f"{sources.controlnet}: the ControlNet takes {controlnet.config.conditioning_channels} "
                            "conditioning channels; the DensePose ControlNet takes 3 (RGB)")
+    for model in (unet, encoder, controlnet):
+        move_model(model, torch_dtype, device)
+    logger.info("appearance encoder and ControlNet ready in %.1f s", time.perf_counter() - start)
     return MagicAnimateModels(unet, encoder, controlnet)
+
+
+def _denoiser(sources: NetworkSources, base, torch_dtype, device) -> UNet3DMotionModel:
+    start = time.perf_counter()
+    motion_kwargs = dict(sources.motion_kwargs)
+    if sources.unet is None and sources.motion_module is not None and \
+            motion_kwargs.get("use_motion_module", True) and is_whole_unet_file(sources.motion_module):
+        unet, report = load_whole_unet3d(sources.base_unet, sources.motion_module, motion_kwargs,
+                                         torch_dtype=torch_dtype, device=device)
+    else:
+        if sources.unet is not None:
+            unet = _adapt_motion_modules(load_unet3d_folder(sources.unet, device=device), sources.unet,
+                                         motion_kwargs)
+        else:
+            unet = UNet3DMotionModel.from_unet2d(base(), **motion_kwargs)
+        report = load_motion_modules(unet, sources.motion_module) if sources.motion_module is not None else None
+    if report is not None:
+        logger.info("motion modules: %s (%s, %d tensors)", report.path, report.kind, report.num_tensors)
+    logger.info("denoiser ready in %.1f s", time.perf_counter() - start)
+    return unet
 
 
 class _Lazy:
@@ -135,9 +160,7 @@ def load_magicanimate(sd15_path: str | Path, magicanimate_path: str | Path, *,
     ``.safetensors`` made by ``scripts/convert_checkpoints.py`` is preferred when present).
     """
     root = Path(magicanimate_path)
-    models = assemble_networks(NetworkSources(
+    return assemble_networks(NetworkSources(
         base_unet=Path(sd15_path), motion_module=Path(motion_module_path or temporal_attention_file(root)),
-        appearance_encoder=root / "appearance_encoder", controlnet=root / "densepose_controlnet"))
-    for model in (models.unet, models.appearance_encoder, models.controlnet):
-        move_model(model, torch_dtype, device)
-    return models
+        appearance_encoder=root / "appearance_encoder", controlnet=root / "densepose_controlnet"),
+        torch_dtype=torch_dtype, device=device)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from magicanimate.errors import WeightsError
 from magicanimate.models.checkpoints.keys import strip_prefixes
-from magicanimate.models.state_dicts import read_state_dict
+from magicanimate.models.weight_files import materialize, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -23,15 +23,9 @@ def convert_checkpoint_to_safetensors(src: str | Path, dst: str | Path) -> int:
 
     from magicanimate.utils.files import atomic_path
 
-    sd = strip_prefixes(read_state_dict(src))
-    seen: set[tuple[int, int]] = set()
-    out = {}
-    for key, value in sd.items():
-        value = value.contiguous()
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
-        # safetensors refuses tensors sharing memory (e.g. tied position encodings): copy the repeats
-        out[key] = value.clone() if ident in seen else value
-        seen.add(ident)
+    # each tensor read afresh from the pickle: no two entries share memory, which safetensors refuses
+    # (the original's two copies of a position encoding are one tensor in memory)
+    out = {key: materialize(value).contiguous() for key, value in strip_prefixes(read_state_dict(src)).items()}
     with atomic_path(dst) as tmp:
         save_file(out, str(tmp), metadata={"format": "pt", "converted_from": Path(src).name})
     return len(out)

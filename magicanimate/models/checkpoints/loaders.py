@@ -22,19 +22,11 @@ from magicanimate.models.checkpoints.configs import is_original_unet3d_config, u
 from magicanimate.models.checkpoints.keys import motion_key_to_original, strip_prefixes, \
     unet3d_state_dict_from_original
 from magicanimate.models.pretrained import load_model_folder
-from magicanimate.models.state_dicts import (
-    MOTION_KEY,
-    check_keys,
-    clean_config,
-    describe_state_dict,
-    expected_shapes,
-    find_weight_file,
-    load_strict,
-    move_model,
-    read_config,
-    read_state_dict,
-)
-from magicanimate.models.unet3d import UNet3DMotionModel
+from magicanimate.models.pretrained import build_empty
+from magicanimate.models.state_dicts import (MOTION_KEY, check_keys, describe_state_dict, expected_shapes,
+                                             load_strict, move_model)
+from magicanimate.models.unet3d import UNet3DMotionModel, unet3d_config_from_unet2d
+from magicanimate.models.weight_files import clean_config, find_weight_file, materialize, read_config, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +57,15 @@ class MotionLoadReport:
     spatial_max_abs_diff: float | None = None
 
 
-def load_motion_modules(unet: UNet3DMotionModel, path: str | Path) -> MotionLoadReport:
+def load_motion_modules(unet: UNet3DMotionModel, path: str | Path, *, torch_dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> MotionLoadReport:
     """Load a motion-module file into ``unet``, strictly.
 
     Accepts AnimateDiff's motion-only layout (mm_sd_v15.ckpt/.safetensors) and the official
     ``temporal_attention.ckpt`` (whole 3D UNet; its spatial weights replace the current ones, and how far they
     are from those is logged). Pickles are read with ``weights_only=True``; ``{"state_dict": ...}`` wrappers and
-    ``module.``/``unet.`` prefixes are removed. Anything else raises WeightsError naming the keys.
+    ``module.``/``unet.`` prefixes are removed. Anything else raises WeightsError naming the keys. A UNet built
+    empty (on ``meta``) is filled from a whole-UNet file tensor by tensor, in ``torch_dtype`` on ``device``.
     """
     if not unet.config.use_motion_module:
         raise ConfigError("this UNet was built with use_motion_module=False; build it with motion modules to load "
@@ -89,15 +83,35 @@ def load_motion_modules(unet: UNet3DMotionModel, path: str | Path) -> MotionLoad
         expected_orig = {k: v for k, v in expected_orig.items() if MOTION_KEY in k}
         check_keys(expected_orig, raw, source=str(path), what="the motion modules of this 3D UNet "
                    "(AnimateDiff mm_sd_v15 layout)")
-        unet.load_state_dict(unet3d_state_dict_from_original(raw, source=str(path)), strict=False)
+        motion = unet3d_state_dict_from_original(raw, source=str(path))
+        unet.load_state_dict({k: materialize(v) for k, v in motion.items()}, strict=False)
         return MotionLoadReport(str(path), "motion", len(raw))
     check_keys(expected_orig, raw, source=str(path), what="the 3D UNet (full temporal_attention.ckpt layout)")
     sd = unet3d_state_dict_from_original(raw, source=str(path))
-    diff = _spatial_difference(unet, sd)
-    unet.load_state_dict(sd, strict=True)
-    logger.info("%s: whole 3D UNet loaded; its spatial weights differ from the previous (e.g. SD1.5) ones by "
-                "max |delta| = %.3g", path, diff)
+    empty = any(t.is_meta for t in unet.state_dict().values())
+    diff = None if empty else _spatial_difference(unet, sd)
+    load_strict(unet, sd, source=str(path), what="the 3D UNet", torch_dtype=torch_dtype, device=device)
+    if diff is not None:
+        logger.info("%s: whole 3D UNet loaded; its spatial weights differ from the previous (e.g. SD1.5) ones by "
+                    "max |delta| = %.3g", path, diff)
     return MotionLoadReport(str(path), "full", len(raw), diff)
+
+
+def is_whole_unet_file(path: str | Path) -> bool:
+    """Whether a motion-module file holds the whole 3D UNet (names only: no tensor is read)."""
+    keys = list(strip_prefixes(read_state_dict(path)))
+    return any(MOTION_KEY in k for k in keys) and not all(MOTION_KEY in k for k in keys)
+
+
+def load_whole_unet3d(base_unet: str | Path, path: str | Path, motion_kwargs: dict, *,
+                      torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None):
+    """The 3D UNet of a whole-UNet file (``temporal_attention.ckpt``), built from the base UNet's *config*
+    only (its weights would all be replaced), filled tensor by tensor."""
+    config = unet3d_config_from_unet2d(clean_config(read_config(unet_folder(base_unet))))
+    config.update(motion_kwargs)
+    unet = build_empty(UNet3DMotionModel, config)
+    report = load_motion_modules(unet, path, torch_dtype=torch_dtype, device=device)
+    return unet, report
 
 
 def _spatial_difference(unet: torch.nn.Module, state_dict: dict) -> float:
@@ -106,7 +120,7 @@ def _spatial_difference(unet: torch.nn.Module, state_dict: dict) -> float:
     with torch.no_grad():
         for k, v in state_dict.items():
             if MOTION_KEY not in k:
-                diff = max(diff, float((v.float() - current[k].float().to(v.device)).abs().max()))
+                diff = max(diff, float((materialize(v).float() - current[k].float().cpu()).abs().max()))
     return diff
 
 
@@ -115,8 +129,13 @@ def load_unet3d(sd15_path: str | Path, motion_module_path: str | Path | None = N
                 **motion_kwargs) -> UNet3DMotionModel:
     """3D UNet from a SD1.5 folder, optionally with a motion-module file (see :func:`load_motion_modules`).
 
-    motion_kwargs go to :meth:`UNet3DMotionModel.from_unet2d` (e.g. ``use_motion_module=False``).
+    motion_kwargs go to :meth:`UNet3DMotionModel.from_unet2d` (e.g. ``use_motion_module=False``). With a
+    whole-UNet file, only the SD1.5 UNet's config is read.
     """
+    if motion_module_path is not None and motion_kwargs.get("use_motion_module", True) and \
+            is_whole_unet_file(motion_module_path):
+        return load_whole_unet3d(sd15_path, motion_module_path, motion_kwargs, torch_dtype=torch_dtype,
+                                 device=device)[0]
     unet = UNet3DMotionModel.from_unet2d(load_sd15_unet2d(sd15_path), **motion_kwargs)
     if motion_module_path is not None:
         load_motion_modules(unet, motion_module_path)
@@ -130,13 +149,13 @@ def load_unet3d_folder(path: str | Path, *, torch_dtype: torch.dtype | None = No
     config = clean_config(read_config(folder))
     if not is_original_unet3d_config(config):
         return UNet3DMotionModel.from_pretrained(folder, torch_dtype=torch_dtype, device=device)
-    unet = UNet3DMotionModel.from_config(unet3d_config_from_original(config))
+    unet = build_empty(UNet3DMotionModel, unet3d_config_from_original(config))
     weights_file = find_weight_file(folder)
     raw = read_state_dict(weights_file)
     sd = unet3d_state_dict_from_original(strip_prefixes(raw), source=str(weights_file))
-    load_strict(unet, sd, source=str(weights_file),
-                what=f"UNet3DMotionModel ({describe_state_dict(raw)} given)")
-    return move_model(unet, torch_dtype, device)
+    load_strict(unet, sd, source=str(weights_file), what=f"UNet3DMotionModel ({describe_state_dict(raw)} given)",
+                torch_dtype=torch_dtype, device=device)
+    return unet
 
 
 def load_appearance_encoder(path: str | Path, *, torch_dtype=None, device=None) -> AppearanceEncoderModel:
