@@ -15,6 +15,18 @@ from torch import nn
 from .context import current_context
 
 
+def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``F.group_norm``, also where a group holds a single value (a 1x1 map with one channel per group, one
+    sample): torch refuses that case, whose normalised value is exactly 0, so the output is the bias."""
+    per_group = x.shape[1] // norm.num_groups * x[0, 0].numel()
+    if per_group > 1:
+        return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+    out = torch.zeros_like(x)
+    if norm.affine:
+        out = out + norm.bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return out
+
+
 class WindowGroupNorm(nn.GroupNorm):
     """GroupNorm over all frames of a window, for inputs shaped ``(b*f, C, H, W)``.
 
@@ -42,14 +54,14 @@ class WindowGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = current_context().num_frames
         if self.per_frame or frames is None or frames == 1:
-            return super().forward(x)
+            return _group_norm(x, self)
         bf, c = x.shape[:2]
         if bf % frames:
             raise ValueError(f"batch {bf} is not a multiple of the frame count {frames}")
         spatial = x.shape[2:]
         # (b f) c ... -> b c f ... so group statistics span all frames of each sample.
         video = x.reshape(bf // frames, frames, c, *spatial).transpose(1, 2)
-        out = F.group_norm(video, self.num_groups, self.weight, self.bias, self.eps)
+        out = _group_norm(video, self)
         return out.transpose(1, 2).reshape(x.shape)
 
     def extra_repr(self) -> str:
@@ -65,8 +77,8 @@ class PerFrameGroupNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:
-            return super().forward(x)
+            return _group_norm(x, self)
         b, c, f = x.shape[:3]
         frames = x.transpose(1, 2).reshape(b * f, c, *x.shape[3:])
-        out = super().forward(frames)
+        out = _group_norm(frames, self)
         return out.reshape(b, f, c, *x.shape[3:]).transpose(1, 2)

@@ -302,6 +302,40 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
         mid_block_additional_residual: (B, C, F, h', w'), added to the mid-block output. reference: banks
         read by the mid/up self-attentions in this call only.
         """
+        frames = self._check_call(sample, encoder_hidden_states, reference)
+        emb, context = self._conditioning(sample, timestep, encoder_hidden_states)
+        h, skips = self._trunk(sample, emb, context, down_block_additional_residuals, cross_attention_kwargs)
+        out = self._head(h, skips, emb, context, frames, reference, mid_block_additional_residual,
+                         cross_attention_kwargs)
+        return UNet3DOutput(sample=out) if return_dict else (out,)
+
+    def forward_guided(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                       down_block_additional_residuals: Sequence[torch.Tensor], mid_block_additional_residual,
+                       banks: Sequence[torch.Tensor], *, strength: float = 1.0,
+                       sequential: bool = False) -> torch.Tensor:
+        """Both halves of classifier-free guidance for one batch of latents and text, ``[no reference;
+        reference]`` stacked along the batch: (2B, C, F, h, w).
+
+        The halves see the same latents, text and ControlNet residuals and differ only where the reference is
+        read (the mid and up blocks), so the input convolution, the time embedding and the down blocks run once
+        and their outputs are shared: the same result as :meth:`forward` on the doubled batch, with the down
+        path's work halved. ``sequential`` runs the two heads one after the other (less memory).
+        """
+        frames = self._check_call(sample, encoder_hidden_states, None)
+        emb, context = self._conditioning(sample, timestep, encoder_hidden_states)
+        h, skips = self._trunk(sample, emb, context, down_block_additional_residuals, None)
+        batch = sample.shape[0]
+        mid = mid_block_additional_residual
+        if sequential:
+            plain = self._head(h, skips, emb, context, frames, None, mid, None)
+            read = self._head(h, skips, emb, context, frames, ReferenceInputs(banks, strength=strength), mid, None)
+            return torch.cat([plain, read])
+        double = lambda x: None if x is None else torch.cat([x, x])  # noqa: E731
+        mask = torch.tensor([False] * batch + [True] * batch)
+        return self._head(double(h), tuple(double(s) for s in skips), double(emb), double(context), frames,
+                          ReferenceInputs(banks, read_mask=mask, strength=strength), double(mid), None)
+
+    def _check_call(self, sample, encoder_hidden_states, reference) -> int:
         if sample.ndim != 5:
             raise InputError(f"sample must be (B, C, F, h, w), got shape {tuple(sample.shape)}")
         batch, _, frames = sample.shape[:3]
@@ -314,17 +348,22 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
         if reference is not None and len(reference.banks) != len(self.reference_block_names):
             raise InputError(f"reference has {len(reference.banks)} banks; this UNet reads "
                              f"{len(self.reference_block_names)}")
+        return frames
 
+    def _conditioning(self, sample, timestep, encoder_hidden_states):
+        """Time embedding and text per folded frame."""
+        batch, _, frames = sample.shape[:3]
         timesteps = torch.as_tensor(timestep, device=sample.device)
         if timesteps.ndim == 0:
             timesteps = timesteps[None]
-        timesteps = timesteps.expand(batch)
-        emb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))
-        emb = emb.repeat_interleave(frames, dim=0)
-        context = encoder_hidden_states.repeat_interleave(frames, dim=0)
-        motion = dict(num_frames=frames) if cfg.use_motion_module else {}
+        emb = self.time_embedding(self.time_proj(timesteps.expand(batch)).to(dtype=sample.dtype))
+        return emb.repeat_interleave(frames, dim=0), encoder_hidden_states.repeat_interleave(frames, dim=0)
 
-        with forward_context(num_frames=frames, reference=reference):
+    def _trunk(self, sample, emb, context, residuals, cross_attention_kwargs):
+        """conv_in and the down blocks (no reference is read there); the skips with the residuals added."""
+        frames = sample.shape[2]
+        motion = dict(num_frames=frames) if self.config.use_motion_module else {}
+        with forward_context(num_frames=frames):
             h = self.conv_in(fold_frames(sample))
             skips: tuple[torch.Tensor, ...] = (h,)
             for block in self.down_blocks:
@@ -334,33 +373,31 @@ class UNet3DMotionModel(StrictPretrainedMixin, ModelMixin, AttentionMixin, Confi
                 else:
                     h, res = block(hidden_states=h, temb=emb, **motion)
                 skips += res
+        if residuals is not None:
+            if len(residuals) != len(skips):
+                raise InputError(f"{len(residuals)} down-block residuals given; the UNet has {len(skips)} skip "
+                                 "connections")
+            skips = tuple(s + fold_frames(r) for s, r in zip(skips, residuals))
+        return h, skips
 
-            if down_block_additional_residuals is not None:
-                if len(down_block_additional_residuals) != len(skips):
-                    raise InputError(f"{len(down_block_additional_residuals)} down-block residuals given; the UNet "
-                                     f"has {len(skips)} skip connections")
-                skips = tuple(s + fold_frames(r) for s, r in zip(skips, down_block_additional_residuals))
-
+    def _head(self, h, skips, emb, context, frames: int, reference, mid_residual, cross_attention_kwargs):
+        """The mid block, the up blocks (where the reference is read) and the output convolution."""
+        motion = dict(num_frames=frames) if self.config.use_motion_module else {}
+        with forward_context(num_frames=frames, reference=reference):
             h = self.mid_block(h, emb, encoder_hidden_states=context, cross_attention_kwargs=cross_attention_kwargs)
-            if mid_block_additional_residual is not None:
-                h = h + fold_frames(mid_block_additional_residual)
-
+            if mid_residual is not None:
+                h = h + fold_frames(mid_residual)
             for block in self.up_blocks:
                 n_res = len(block.resnets)
                 res, skips = skips[-n_res:], skips[:-n_res]
                 size = skips[-1].shape[2:] if skips else None
                 if getattr(block, "has_cross_attention", False):
-                    h = block(hidden_states=h, res_hidden_states_tuple=res, temb=emb,
-                              encoder_hidden_states=context, cross_attention_kwargs=cross_attention_kwargs,
-                              upsample_size=size, **motion)
+                    h = block(hidden_states=h, res_hidden_states_tuple=res, temb=emb, encoder_hidden_states=context,
+                              cross_attention_kwargs=cross_attention_kwargs, upsample_size=size, **motion)
                 else:
                     h = block(hidden_states=h, res_hidden_states_tuple=res, temb=emb, upsample_size=size, **motion)
-
             h = self.conv_out(self.conv_act(self.conv_norm_out(h)))
-        out = unfold_frames(h, frames)
-        if not return_dict:
-            return (out,)
-        return UNet3DOutput(sample=out)
+        return unfold_frames(h, frames)
 
 
 _UNET2D_UNSUPPORTED = {

@@ -80,6 +80,21 @@ class WindowPlan:
 
 
 @dataclass
+class SpeedOptions:
+    """Exact savings, on by default; switches exist so that benchmarks can report each one's gain.
+
+    controlnet_overlap: the ControlNet residuals of frames the previous window already computed in this step
+        are reused (a frame's residuals depend only on its own latent, control frame, t and the text).
+    shared_trunk: the two guidance halves share the UNet's input convolution and down blocks, which see the
+        same inputs in both halves (only the mid and up blocks read the reference); used when both halves have
+        the same text (the empty prompt).
+    """
+
+    controlnet_overlap: bool = True
+    shared_trunk: bool = True
+
+
+@dataclass
 class StepInputs:
     """What every window of one denoising step reads."""
 
@@ -113,6 +128,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         self._num_timesteps = 0
         self._num_windows = 0
         self._guidance_scale = _DEFAULTS.guidance_scale
+        self.speed = SpeedOptions()
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -326,6 +342,8 @@ class MagicAnimatePipeline(DiffusionPipeline):
         """[uncond; cond] noise prediction for one window, (2, 4, F, h, w)."""
         from magicanimate.models import ReferenceInputs
 
+        if self.speed.shared_trunk and text_u is text_c and hasattr(self.unet, "forward_guided"):
+            return self.unet.forward_guided(latents_w, t, text_c, down, mid, banks, sequential=sequential)
         if sequential:
             out_u = self.unet(latents_w, t, encoder_hidden_states=text_u, down_block_additional_residuals=down,
                               mid_block_additional_residual=mid, reference=None).sample
@@ -338,15 +356,34 @@ class MagicAnimatePipeline(DiffusionPipeline):
                          mid_block_additional_residual=torch.cat([mid, mid]),
                          reference=ReferenceInputs(banks, read_mask=read)).sample
 
-    def predict_window(self, step: StepInputs, plan: WindowPlan, k: int, device) -> torch.Tensor:
-        """[uncond; cond] prediction (2, C, F, h, w) float32 for window ``k``: ControlNet, then the UNet."""
+    def predict_window(self, step: StepInputs, plan: WindowPlan, k: int, device, cache: Optional[dict] = None):
+        """[uncond; cond] prediction (2, C, F, h, w) float32 for window ``k``: ControlNet, then the UNet.
+        ``cache`` carries the ControlNet residuals the next window shares (see :class:`SpeedOptions`)."""
         frames = list(plan.schedule.windows[k])
         x_w = step.model_in[:, :, frames]
-        down, mid = self._controlnet_window(x_w, step.t, step.text_c, plan.frames[frames], step.conditioning_scale,
-                                            device)
+        down, mid = self._window_residuals(step, plan, k, x_w, device, cache)
         dtype = self.unet.dtype
         return self._unet_window(x_w, step.t, step.text_u, step.text_c, step.banks, [d.to(dtype) for d in down],
                                  mid.to(dtype), step.sequential_guidance).float()
+
+    def _window_residuals(self, step: StepInputs, plan: WindowPlan, k: int, x_w, device, cache: Optional[dict]):
+        """The window's ControlNet residuals: frames the previous window of this step computed are taken from
+        ``cache``, the others computed; afterwards ``cache`` keeps only what window ``k + 1`` shares."""
+        frames = list(plan.schedule.windows[k])
+        known = {} if cache is None else cache.get("frames", {})
+        fresh = [i for i, f in enumerate(frames) if f not in known]
+        residuals = None
+        if fresh:
+            residuals = self._controlnet_window(x_w[:, :, fresh], step.t, step.text_c, plan.frames[[frames[i] for i in fresh]],
+                                                step.conditioning_scale, device)
+        if len(fresh) < len(frames):
+            residuals = _gather_frames(frames, fresh, residuals, known, cache["residuals"])
+        if cache is not None:
+            following = set(plan.schedule.windows[k + 1]) if k + 1 < len(plan.schedule) else set()
+            keep = [i for i, f in enumerate(frames) if f in following]
+            cache["frames"] = {frames[i]: j for j, i in enumerate(keep)}
+            cache["residuals"] = ([d[:, :, keep] for d in residuals[0]], residuals[1][:, :, keep])
+        return residuals
 
     def predict_noise(self, step: StepInputs, plan: WindowPlan, device, step_index: int,
                       window_callback=None) -> torch.Tensor:
@@ -365,8 +402,10 @@ class MagicAnimatePipeline(DiffusionPipeline):
             weight_sum[:, :, frames] = weight_sum[:, :, frames] + weights[k]
 
         local: Dict[int, torch.Tensor] = {}
-        for k in shard(len(schedule), *dist_info()):
-            pred = self.predict_window(step, plan, k, device)
+        mine = shard(len(schedule), *dist_info())
+        cache = self._primed_cache(step, plan, mine[0], device) if self.speed.controlnet_overlap and mine else None
+        for k in mine:
+            pred = self.predict_window(step, plan, k, device, cache)
             if window_callback is not None:
                 window_callback(step_index, k, list(schedule.windows[k]), pred)
             if world == 1:
@@ -379,6 +418,30 @@ class MagicAnimatePipeline(DiffusionPipeline):
             for k in range(len(schedule)):
                 accumulate(k, gathered[k])
         return fused.div_(weight_sum)
+
+    def _primed_cache(self, step: StepInputs, plan: WindowPlan, first: int, device) -> dict:
+        """The residual cache as a one-process run holds it on reaching window ``first``: a process whose share
+        of the windows starts later computes the frames it shares with the window before, in the very
+        ControlNet batches a single process computed them in (the earlier windows' new frames), so results do
+        not depend on the number of processes."""
+        windows = plan.schedule.windows
+        needed = [f for f in windows[first] if first > 0 and f in set(windows[first - 1])]
+        found: Dict[int, tuple] = {}
+        j = first - 1
+        while j >= 0 and any(f not in found for f in needed):
+            before = set(windows[j - 1]) if j > 0 else set()
+            new = [f for f in windows[j] if f not in before]
+            down, mid = self._controlnet_window(step.model_in[:, :, new], step.t, step.text_c, plan.frames[new],
+                                                step.conditioning_scale, device)
+            for i, f in enumerate(new):
+                if f in needed and f not in found:
+                    found[f] = ([d[:, :, i:i + 1] for d in down], mid[:, :, i:i + 1])
+            j -= 1
+        if not needed:
+            return {}
+        kept_down = [torch.cat([found[f][0][level] for f in needed], dim=2) for level in range(len(found[needed[0]][0]))]
+        return {"frames": {f: i for i, f in enumerate(needed)},
+                "residuals": (kept_down, torch.cat([found[f][1] for f in needed], dim=2))}
 
     @staticmethod
     def guide(fused: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -487,6 +550,26 @@ class MagicAnimatePipeline(DiffusionPipeline):
                 out = callback_on_step_end(self, i, t, {k: local[k] for k in tensor_inputs}) or {}
                 latents = out.get("latents", latents)
         return latents
+
+
+def _gather_frames(frames, fresh, computed, known: dict, kept):
+    """Window residuals in window order from the newly computed frames (at positions ``fresh``) and the kept
+    ones (``known``: frame -> its position in ``kept``); consecutive frames from one source are one slice."""
+    position = {i: j for j, i in enumerate(fresh)}
+    runs = []  # (source, start, stop): source 0 = kept, 1 = computed
+    for i, f in enumerate(frames):
+        src, at = (1, position[i]) if i in position else (0, known[f])
+        if runs and runs[-1][0] == src and runs[-1][2] == at:
+            runs[-1] = (src, runs[-1][1], at + 1)
+        else:
+            runs.append((src, at, at + 1))
+
+    def assemble(new, old):
+        parts = [(new if src else old)[:, :, a:b] for src, a, b in runs]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    new_down, new_mid = computed if computed is not None else ([None] * len(kept[0]), None)
+    return [assemble(n, o) for n, o in zip(new_down, kept[0])], assemble(new_mid, kept[1])
 
 
 __all__ = ["MagicAnimatePipeline", "MagicAnimatePipelineOutput", "PaddedFrames", "WeightsError"]
