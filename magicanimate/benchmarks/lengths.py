@@ -40,7 +40,7 @@ def measure(mode: str, frames: int, size: int, steps: int, device: str, threads:
     start = time.perf_counter()
     pipe(np.full((size, size, 3), 128, dtype=np.uint8), MovingDensePose(frames, size, size),
          num_inference_steps=steps, guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(0),
-         fusion=mode, frame_callback=lambda f: decoded.__setitem__(0, decoded[0] + len(f)), decode_chunk=8)
+         fusion=mode, frame_callback=lambda f: decoded.__setitem__(0, decoded[0] + len(f)))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

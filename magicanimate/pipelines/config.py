@@ -116,7 +116,8 @@ class InferenceConfig(SamplingConfig):
     cpu_offload: bool = setting(False, help="keep models on the CPU until used (GPU memory saver)")
     sequential_guidance: bool = setting(False, help="run the two guidance halves one after the other "
                                                      "(memory saver)")
-    decode_chunk: int = setting(8, min=1, help="frames per VAE decode")
+    decode_chunk: Optional[int] = setting(None, min=1, help="frames per VAE decode (default: as many as keep the "
+                                                            "decoder within the denoising loop's memory)")
     threads: Optional[int] = setting(None, min=1, help="CPU threads for torch (default: half the available "
                                                        "cores, at most 8; 1 on a busy shared machine)")
 

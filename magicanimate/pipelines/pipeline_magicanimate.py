@@ -242,6 +242,19 @@ class MagicAnimatePipeline(DiffusionPipeline):
             video[0, :, start:start + x.shape[0]] = x.permute(1, 0, 2, 3).cpu()
         return video
 
+    def decode_chunk_for(self, frame_hw, window_frames: int) -> int:
+        """Frames per VAE decode such that decoding does not raise the peak above the denoising loop's.
+
+        The loop's largest activations are the UNet's at full latent resolution: 2 guidance halves x the window's
+        frames x its first width x h x w; the decoder's are its first width at full image resolution per frame.
+        Both hold several such tensors at once (taken as 8 and 6 here), in their own dtypes. On a CPU this is
+        usually 1 frame (decoding frame by frame costs nothing there); on a GPU at low resolution, more."""
+        height, width = frame_hw
+        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        unet_bytes = 2 * window_frames * self.unet.config.block_out_channels[0] * h * w * self.unet.dtype.itemsize * 8
+        frame_bytes = self.vae.config.block_out_channels[0] * height * width * self.vae.dtype.itemsize * 6
+        return int(max(1, min(16, unet_bytes // max(1, frame_bytes))))
+
     # ------------------------------------------------------------------------------------------ inputs
     def check_inputs(self, reference_image, control, *, output_type: str, callback_on_step_end_tensor_inputs,
                      **sampling) -> np.ndarray:
@@ -469,7 +482,7 @@ class MagicAnimatePipeline(DiffusionPipeline):
         eta: float = 0.0,
         output_type: str = "pt",
         frame_callback: Optional[Callable[[np.ndarray], None]] = None,
-        decode_chunk: int = 8,
+        decode_chunk: Optional[int] = None,
         sequential_guidance: bool = False,
         callback_on_step_end: Optional[Callable[["MagicAnimatePipeline", int, torch.Tensor, dict], dict]] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
@@ -526,7 +539,8 @@ class MagicAnimatePipeline(DiffusionPipeline):
                                 window_callback)
         videos = None
         if output_type != "latent" and dist_info()[0] == 0:
-            videos = self.decode_latents(latents, chunk=decode_chunk, frame_callback=frame_callback,
+            chunk = decode_chunk or self.decode_chunk_for(reference_image.shape[:2], len(plan.schedule.windows[0]))
+            videos = self.decode_latents(latents, chunk=chunk, frame_callback=frame_callback,
                                          num_frames=plan.num_frames, device=device)
         self.maybe_free_model_hooks()
         return MagicAnimatePipelineOutput(videos=videos, latents=latents)
