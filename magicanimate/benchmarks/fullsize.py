@@ -195,6 +195,8 @@ def measure(folder: Path, args: dict) -> dict:
         result["peak_vram_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if args.get("savings") and hasattr(pipe, "speed"):
         result["savings"] = _savings(pipe, control, reference, args, timer, latents)
+    if args.get("compile"):
+        result["compiled"] = _compiled(pipe, control, reference, args, timer, latents)
     return result
 
 
@@ -204,8 +206,6 @@ def _place(pipe, device: torch.device, args: dict) -> None:
     else:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    if args.get("compile") and hasattr(pipe, "compile_models"):
-        pipe.compile_models()
 
 
 def _savings(pipe, control, reference, args, timer, latents) -> Dict[str, dict]:
@@ -224,6 +224,16 @@ def _savings(pipe, control, reference, args, timer, latents) -> Dict[str, dict]:
                          max_abs_latent_diff=float((run["latents"] - latents).abs().max()))
     pipe.speed = SpeedOptions()
     return out
+
+
+def _compiled(pipe, control, reference, args, timer, latents) -> dict:
+    """After the eager run: the same call with the networks' blocks compiled (``compile_models``), once to
+    compile and once more to time, and its output difference from the eager run."""
+    pipe.compile_models()
+    first = _call(pipe, control, reference, args, timer)
+    run = _call(pipe, control, reference, args, timer)
+    return dict(first_call_s=first["total_s"], total_s=run["total_s"], step_s=run["step_s"],
+                components_s=run["components_s"], max_abs_latent_diff=float((run["latents"] - latents).abs().max()))
 
 
 @contextmanager
@@ -256,9 +266,37 @@ def markdown(results: list, title: str) -> str:
                      f"{r['fusion']} | {r['load_s']:.0f} | {r['load_peak_ratio']:.2f} | {step:.1f} | "
                      f"{c.get('appearance_encoder', 0):.1f} | {c.get('controlnet', 0):.1f} | {c.get('unet', 0):.1f} | "
                      f"{c.get('vae_decode', 0):.1f} | {r['run_peak_gb']:.1f} |")
+    lines += _comparisons(results)
     for r in results:
+        if r.get("compiled"):
+            c = r["compiled"]
+            lines.append(f"- {r.get('label', 'this')} {r['dtype']}: compiled (--compile): {np.mean(c['step_s']):.1f} s/step "
+                         f"({np.mean(c['step_s']) / np.mean(r['step_s']):.2f}x of eager) after a first call of "
+                         f"{c['first_call_s']:.0f} s, max |latent diff| {c['max_abs_latent_diff']:.2e}")
         for name, s in (r.get("savings") or {}).items():
             gain = float(np.mean(s["step_s"])) / float(np.mean(r["step_s"]))
             lines.append(f"- {r.get('label', 'this')} {r['dtype']}: {name}: {np.mean(s['step_s']):.1f} s/step "
                          f"({gain:.2f}x of with), max |latent diff| {s['max_abs_latent_diff']:.2e}")
     return "\n".join(lines) + "\n"
+
+
+def _comparisons(results: list) -> list:
+    """One line per measured row whose configuration also has a ``before*`` row: the speed and load ratios
+    against the mean of those baseline rows (labels starting with "before" are the baselines)."""
+    def key(r):
+        return tuple(r.get(k) for k in ("dtype", "size", "frames", "steps", "fusion", "cpu_offload",
+                                         "sequential_guidance", "decode_chunk"))
+
+    def mean(rows, field):
+        return float(np.mean([np.mean(r[field]) if isinstance(r[field], list) else r[field] for r in rows]))
+
+    lines = []
+    for r in results:
+        base = [b for b in results if str(b.get("label", "")).startswith("before") and key(b) == key(r)]
+        if not base or str(r.get("label", "")).startswith("before"):
+            continue
+        lines.append(f"- {r.get('label')} {r['dtype']} vs before: {mean(base, 'step_s') / np.mean(r['step_s']):.2f}x "
+                     f"faster per step, load {mean(base, 'load_s') / r['load_s']:.2f}x faster, load peak "
+                     f"{r['load_peak_gb']:.1f} GB vs {mean(base, 'load_peak_gb'):.1f} GB, run peak "
+                     f"{r['run_peak_gb']:.1f} GB vs {mean(base, 'run_peak_gb'):.1f} GB")
+    return lines

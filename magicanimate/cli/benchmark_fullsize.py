@@ -42,7 +42,8 @@ def build_parser() -> CliParser:
     ap.add_argument("--cpu-offload", action="store_true")
     ap.add_argument("--sequential-guidance", action="store_true")
     ap.add_argument("--decode-chunk", type=int, default=None)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the networks (this checkout only)")
+    ap.add_argument("--compile", action="store_true", help="after the eager run, time the same call with the "
+                    "networks' blocks torch.compiled (this checkout only)")
     ap.add_argument("--savings", action="store_true", help="also run with each exact saving switched off")
     ap.add_argument("--code-root", type=Path, default=REPO_ROOT, help="checkout whose code is measured")
     ap.add_argument("--label", default="this", help="row label in the table (e.g. before / after)")

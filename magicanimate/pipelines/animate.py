@@ -206,6 +206,8 @@ def _place(pipe, cfg: InferenceConfig, device: torch.device, rank: int):
             logger.warning("cpu_offload ignored: the pipeline already runs on the CPU")
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not cfg.progress or rank != 0)
+    if cfg.compile:
+        pipe.compile_models()
     if cfg.scheduler != type(pipe.scheduler).__name__:
         from magicanimate.pipelines.scheduling import make_scheduler
 

@@ -118,6 +118,8 @@ class InferenceConfig(SamplingConfig):
                                                      "(memory saver)")
     decode_chunk: Optional[int] = setting(None, min=1, help="frames per VAE decode (default: as many as keep the "
                                                             "decoder within the denoising loop's memory)")
+    compile: bool = setting(False, help="torch.compile the networks' blocks (the first call compiles; "
+                                        "see docs/benchmarks.md for the measured gain)")
     threads: Optional[int] = setting(None, min=1, help="CPU threads for torch (default: half the available "
                                                        "cores, at most 8; 1 on a busy shared machine)")
 
