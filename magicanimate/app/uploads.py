@@ -5,7 +5,7 @@ The checks run when Generate is pressed, before a job is queued, so a wrong file
 
 A motion video that is not a DensePose rendering is converted with the motion-extraction backend
 (:mod:`magicanimate.extraction`). mediapipe usually lives in its own environment (it conflicts with the core
-install, see the README's "Motion extraction"), so the converter either calls it in this process when it
+install, see docs/motion_extraction.md), so the converter either calls it in this process when it
 imports here, or runs ``scripts/extract_densepose.py`` with that environment's Python (``--pose-python``).
 """
 
@@ -33,7 +33,7 @@ SAMPLE_FRAMES = 8
 POSE_MISSING = (
     "{name} is a raw video, not a DensePose rendering. Converting it needs the motion-extraction backend "
     "(mediapipe, the [pose] extra), which is not available to this app. Either start the app with "
-    "--pose-python PATH_TO_POSE_ENV/bin/python (see README, 'Motion extraction', for that environment), or "
+    "--pose-python PATH_TO_POSE_ENV/bin/python (see docs/motion_extraction.md for that environment), or "
     "convert the video yourself with scripts/extract_densepose.py and upload the DensePose video.")
 
 

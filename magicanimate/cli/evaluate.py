@@ -4,7 +4,7 @@
         [--metrics l1 psnr ssim lpips fid fid_vid fvd] [--output results.json]
 
 G and T hold one video per entry (an mp4 or a folder of frames), matched by name; frames are matched in
-sorted order and the generated ones resized to the ground-truth size (bilinear). See README "Evaluation".
+sorted order and the generated ones resized to the ground-truth size (bilinear). See docs/evaluation.md.
 """
 
 from __future__ import annotations

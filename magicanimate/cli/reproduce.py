@@ -4,7 +4,7 @@
     python scripts/reproduce.py --config configs/eval/ted.yaml --skip-generation   # videos already there
 
 Writes ground truth, generated videos, results.json and results.md (ours beside the paper's numbers) under
-the config's output_dir. See README "Evaluation".
+the config's output_dir. See docs/evaluation.md.
 """
 
 from __future__ import annotations

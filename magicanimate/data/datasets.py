@@ -135,7 +135,7 @@ def discover_videos(cfg) -> List[VideoEntry]:
     if cfg.max_videos is not None:
         entries = entries[:cfg.max_videos]
     if not entries:
-        raise InputError(f"{root}: no videos found for data.layout={cfg.layout} (see README 'Training' for "
+        raise InputError(f"{root}: no videos found for data.layout={cfg.layout} (see docs/training.md for "
                          "the expected folder layout)")
     return entries
 

@@ -54,7 +54,7 @@ class TinyVAEDataConfig:
     eval_frames: int = 64
     hflip: bool = True
     # Permute each training frame's RGB channels at random (colour augmentation). Off by default: with
-    # 1200 training identities it made no measured difference (README "Tiny VAE").
+    # 1200 training identities it made no measured difference (docs/demo_model.md, "Tiny VAE").
     channel_shuffle: bool = False
     # Train on random square crops of this size (0 = whole frames). The VAE is convolutional, so it
     # reconstructs whole frames after training on crops; a 32-px crop step costs a quarter of a 64-px one,

@@ -1,6 +1,6 @@
 """The evaluation harness: generated vs ground-truth videos -> every metric, labelled by protocol.
 
-Protocols (see the README's Evaluation section):
+Protocols (see docs/evaluation.md):
 
 * ``disco`` reproduces how the TikTok tables (DisCo, MagicAnimate) were computed: L1 divided by H*W,
   PSNR with uint8 overflow, SSIM with scikit-image defaults, LPIPS fed [0, 1], FVD over stride-1 windows.

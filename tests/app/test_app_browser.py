@@ -2,13 +2,15 @@
 
 Starts ``scripts/app.py`` on a free localhost port with a tiny random model, loads an example, generates,
 and checks the served result video plays; bad uploads show a message; a second visitor waits in the queue
-with its position shown and can cancel. Needs the demo environment (Gradio, Playwright, /usr/bin/chromium);
+with its position shown and can cancel. A second app with no arguments offers the bundled demo model, which
+animates its dancer on the page exactly as ``scripts/animate.py`` does. Needs the demo environment (Gradio, Playwright, /usr/bin/chromium);
 CI sets MAGICANIMATE_REQUIRE_DEMO=1 there so that a missing piece fails instead of skipping.
 Set MAGICANIMATE_APP_SCREENSHOT=PATH to keep the screenshot (docs/web_demo.png comes from this test).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -20,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REQUIRED = os.environ.get("MAGICANIMATE_REQUIRE_DEMO") == "1"
@@ -53,16 +56,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, inputs, tmp_path_factory):
-    root = tmp_path_factory.mktemp("app_server")
-    out = root / "jobs"
+@contextlib.contextmanager
+def _app(args: list, root: Path):
+    """scripts/app.py on a free localhost port, started with ``args``; yields (url, log path)."""
     log_path = root / "app.log"
     port = _free_port()
-    cmd = [sys.executable, str(REPO / "scripts" / "app.py"), "--port", str(port), "--weights", f"tiny={tiny_model}",
-           "--example", str(inputs["reference"]), str(inputs["motion"]),
-           "--example", str(inputs["reference"]), str(inputs["long_motion"]),
-           "--steps", "2", "--size", "64", "--seed", "5", "--device", "cpu", "--output-dir", str(out)]
+    cmd = [sys.executable, str(REPO / "scripts" / "app.py"), "--port", str(port), "--device", "cpu", *args]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(root), env=env)
@@ -81,7 +80,7 @@ def server(tiny_model, inputs, tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"the app did not answer within 180 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield dict(url=url, out=out, log=log_path)
+        yield url, log_path
     finally:
         proc.terminate()
         try:
@@ -89,6 +88,18 @@ def server(tiny_model, inputs, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, inputs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("app_server")
+    out = root / "jobs"
+    args = ["--weights", f"tiny={tiny_model}",
+            "--example", str(inputs["reference"]), str(inputs["motion"]),
+            "--example", str(inputs["reference"]), str(inputs["long_motion"]),
+            "--steps", "2", "--size", "64", "--seed", "5", "--output-dir", str(out)]
+    with _app(args, root) as (url, log_path):
+        yield dict(url=url, out=out, log=log_path)
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +186,6 @@ def test_example_generates_a_playable_video(browser, server, tmp_path):
     assert meta["error"] is None and (meta["width"], meta["height"]) == (64, 64)
     assert meta["duration"] == pytest.approx(6 / 8.0, abs=1 / 8.0 + 1e-3)
     assert meta["time"] > 0
-    shot = tmp_path / "web_demo.png"
-    page.evaluate("() => { const v = document.querySelector('#result video'); v.pause(); v.currentTime = 0.4; }")
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("MAGICANIMATE_APP_SCREENSHOT"):
-        shutil.copyfile(shot, os.environ["MAGICANIMATE_APP_SCREENSHOT"])
 
     folders = _job_folders(server)
     assert len(folders) == 1
@@ -240,3 +245,36 @@ def test_queue_position_progress_and_cancel(browser, server):
         assert page.locator("#result video").count() == 0
         page.context.close()
     assert _job_folders(server) == before  # cancelled jobs leave nothing behind
+
+
+@pytest.mark.skipif(not (REPO / "demo" / "model" / "model_index.json").is_file(), reason="no bundled demo model")
+def test_bundled_demo_model_animates_its_dancer(browser, tmp_path):
+    """The page a visitor first sees (the README's screenshot): no arguments, the demo model and its example."""
+    out = tmp_path / "jobs"
+    with _app(["--output-dir", str(out)], tmp_path) as (url, _log):
+        page = _open(browser, dict(url=url))
+        page.locator("[data-testid='dataset-cell-0-0']").click()  # the bundled example comes first
+        page.wait_for_selector("#reference-preview img", timeout=30_000)
+        page.wait_for_selector("#motion video", timeout=30_000)
+        page.click("#generate")
+        seen = _wait_status(page, lambda t: t.startswith(("Done", "Error")))
+        assert seen[-1].startswith("Done: 16 frames, 64x64"), seen
+        served = read_video(_fetch(page.locator("#result video").get_attribute("src"), tmp_path / "served.mp4"))
+        shot = tmp_path / "web_demo.png"
+        page.evaluate("() => { const v = document.querySelector('#result video'); v.pause(); v.currentTime = 1.0; }")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shot), full_page=True)
+        page.context.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MAGICANIMATE_APP_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["MAGICANIMATE_APP_SCREENSHOT"])
+
+    # the same run from the command line (the demo with a changed output) gives the same video
+    cli_out = tmp_path / "cli" / "demo.mp4"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "animate.py"), "--output", str(cli_out), "--threads", "1",
+                    "--quiet"], check=True, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(REPO)))
+    cli = read_video(cli_out)
+    assert served.frames.shape == cli.frames.shape == (16, 64, 64, 3)
+    assert served.fps == pytest.approx(cli.fps)
+    diff = np.abs(served.frames.astype(int) - cli.frames.astype(int))
+    assert diff.max() <= 1, diff.max()

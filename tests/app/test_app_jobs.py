@@ -352,7 +352,7 @@ POSE_PYTHON = os.environ.get("MAGICANIMATE_POSE_PYTHON")
 
 
 @pytest.mark.skipif(not POSE_PYTHON, reason="MAGICANIMATE_POSE_PYTHON not set (the pose environment's python, "
-                                            "see README 'Motion extraction')")
+                                            "see docs/motion_extraction.md)")
 def test_real_pose_environment_converts_a_video(tmp_path, inputs):
     """Through the pose environment's python: a moving photo of a person becomes a DensePose video; a video
     without a person is a readable error."""

@@ -21,7 +21,7 @@ from magicanimate.cli import animate as animate_cli
 from magicanimate.evaluation.frame_metrics import psnr
 from magicanimate.media import read_video, write_image, write_video
 from magicanimate.pipelines.settings import write_model_settings
-from magicanimate.testing import densepose_video, reference_image, tiny_pipeline
+from magicanimate.testing import densepose_video, tiny_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"

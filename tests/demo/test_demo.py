@@ -3,7 +3,7 @@
 The gates compare the demo model with the repeated-reference baseline and stage 1 with stage 2 on a few
 held-out synthetic test clips, under magicanimate.demo.benchmark.GATE_SETTINGS. The margins they assert are
 half of those measured by ``scripts/benchmark_demo.py --gates`` (recorded in demo/quality_gates.json and
-quoted in the README); a recorded margin that is not positive fails the gate too.
+quoted in docs/demo_model.md); a recorded margin that is not positive fails the gate too.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def seeded_run(pipe, inputs):
 
 def test_same_seed_same_video_other_seed_differs(pipe, inputs, seeded_run):
     ref, control = inputs
-    again = pipe(ref, control, generator=torch.Generator().manual_seed(7), **KW)
+    # the same chunks as the streamed run: a conv's rounding may depend on its batch size
+    again = pipe(ref, control, generator=torch.Generator().manual_seed(7), decode_chunk=5, **KW)
     torch.testing.assert_close(again.latents, seeded_run["out"].latents, rtol=0, atol=0)
     streamed = np.concatenate(seeded_run["chunks"])
     assert [len(c) for c in seeded_run["chunks"]] == [5, 5, 3]

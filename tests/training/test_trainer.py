@@ -61,9 +61,18 @@ def test_stages_change_only_declared_weights_and_export_runs_in_the_pipeline(tin
         tiny_env, tmp_path / "s2", "max_train_steps=2", "checkpointing_steps=2", "data.num_frames=2",
         f"model.motion_module={tmp_path / 'mm_init.safetensors'}",
         f"model.appearance_encoder={exp1 / 'MagicAnimate' / 'appearance_encoder'}",
-        f"model.controlnet={exp1 / 'MagicAnimate' / 'densepose_controlnet'}"))
+        f"model.controlnet={exp1 / 'MagicAnimate' / 'densepose_controlnet'}", "validation.steps=7",
+        "validation.guidance_scale=2.5", "validation.init_from_reference=true", "validation.init_strength=0.6"))
     r2 = train(cfg2)
     exp2 = r2.export_dir
+    # the export carries the settings it was validated with, as the model's inference defaults
+    from magicanimate.pipelines.settings import read_model_settings
+
+    settings = read_model_settings(exp2 / "pipeline")
+    assert (settings["steps"], settings["guidance_scale"], settings["init_from_reference"],
+            settings["init_strength"]) == (7, 2.5, True, 0.6)
+    assert settings["size"] == max(cfg2.data.height, cfg2.data.width)
+    assert (settings["context_frames"], settings["context_overlap"]) == (2, 1)  # stage 2's clips of 2 frames
     unet2 = _folder_state(exp2 / "pipeline" / "unet")
     motion = [k for k in unet2 if "motion_modules" in k]
     assert len(motion) == sum("motion_modules" in k for k in fresh.state_dict())
