@@ -26,6 +26,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.nodes import StringNode
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue, OmegaConfBaseException
 
 from magicanimate.errors import ConfigError
@@ -139,27 +140,39 @@ _YamlLoader.add_implicit_resolver(
 
 def parse_override(text: str) -> Tuple[str, Any]:
     """Split ``"a.b=value"`` into ``("a.b", parsed YAML value)``; ``"a.b="`` gives the empty string."""
+    key, raw = _split_override(text)
+    return key, _yaml_value(text, raw)
+
+
+def _split_override(text: str) -> Tuple[str, str]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value (e.g. steps=25 or size=[512,512])")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or not re.fullmatch(r"[A-Za-z_][\w\-]*(?:\.\w[\w\-]*|\[\d+\])*", key):
         raise ConfigError(f"override {text!r}: {key!r} is not a valid dotted key")
+    return key, raw
+
+
+def _yaml_value(text: str, raw: str) -> Any:
     if raw.strip() == "":
-        return key, ""
+        return ""
     try:
-        value = yaml.load(raw, Loader=_YamlLoader)
+        return yaml.load(raw, Loader=_YamlLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from None
-    return key, value
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     """Apply ``key=value`` overrides to ``cfg`` in place (strictly, like a file) and return it."""
     for text in overrides:
-        key, value = parse_override(text)
+        key, raw = _split_override(text)
         where = f"override {text!r}"
         _check_override_key(cfg, key, where)
+        if isinstance(_node_at(cfg, key), StringNode):
+            value = _string_override(text, raw)
+        else:
+            value = _yaml_value(text, raw)
         if isinstance(value, dict):
             node = _node_at(cfg, key)
             if isinstance(node, DictConfig):
@@ -169,6 +182,20 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         except OmegaConfBaseException as exc:
             raise _as_config_error(exc, where=where, full_key=key) from None
     return cfg
+
+
+def _string_override(text: str, raw: str) -> Any:
+    """A text setting (a path, a name) takes the text after ``=`` as it is: read as YAML, a path could lose
+    a ``#...`` part as a comment or become a mapping at ``": "``. ``null``/``~`` still mean None, and a value
+    quoted as a whole is unquoted as YAML does."""
+    stripped = raw.strip()
+    if stripped in ("null", "~", "Null", "NULL"):
+        return None
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+        value = _yaml_value(text, stripped)
+        if isinstance(value, str):
+            return value
+    return raw
 
 
 def _split_key(key: str) -> List[str]:
