@@ -246,3 +246,28 @@ def test_init_strength_flag(files, tmp_path, capsys):
     assert animate_cli.main(_args(files, out, "--init-from-reference", "--init-strength", "0.5", "--no-grid")) == 0
     saved = load_inference_config(out.with_name("s_config.yaml"))
     assert saved.init_from_reference is True and saved.init_strength == 0.5
+
+
+def test_each_job_runs_on_the_pipeline_loaded_for_its_own_weights(monkeypatch, capsys):
+    """Jobs with weights A, B, A: the third job must not run on B's pipeline (it is compared with the
+    loaded pipeline's weights, not the first job's)."""
+    from types import SimpleNamespace
+
+    from magicanimate.cli import animate as cli
+    from magicanimate.pipelines import animate as core
+
+    jobs = [SimpleNamespace(weights=w, device="cpu", dtype="fp32", threads=1) for w in "ABAA"]
+    monkeypatch.setattr(cli, "_jobs", lambda args: jobs)
+    monkeypatch.setattr(core, "prepare", lambda job: SimpleNamespace(weights=job.weights))
+    calls = []
+
+    def fake_animate(job, pipeline=None, prepared=None):
+        pipe = pipeline if pipeline is not None else f"pipeline of {prepared.weights} #{len(calls)}"
+        calls.append((prepared.weights, pipeline, pipe))
+        return SimpleNamespace(pipeline=pipe, video="v.mp4", num_frames=1, width=8, height=8, fps=1.0, seed=1,
+                               seconds=0.0, grid=None, config=None)
+
+    monkeypatch.setattr(core, "animate", fake_animate)
+    assert cli.main(["--quiet"]) == 0
+    assert [c[1] for c in calls] == [None, None, None, "pipeline of A #2"]
+    assert all(pipe.startswith(f"pipeline of {w}") for w, _, pipe in calls)
