@@ -3,8 +3,9 @@
 Starts ``scripts/app.py`` on a free localhost port with a tiny random model, loads an example, generates,
 and checks the served result video plays; bad uploads show a message; a second visitor waits in the queue
 with its position shown and can cancel. A second app with no arguments offers the bundled demo model, which
-animates its dancer on the page exactly as ``scripts/animate.py`` does. Needs the demo environment (Gradio, Playwright, /usr/bin/chromium);
-CI sets MAGICANIMATE_REQUIRE_DEMO=1 there so that a missing piece fails instead of skipping.
+animates its dancer on the page exactly as ``scripts/animate.py`` does. Needs the [demo] and [browser]
+extras and /usr/bin/chromium; CI sets MAGICANIMATE_REQUIRE_DEMO=1 so that a missing piece fails instead of
+skipping.
 Set MAGICANIMATE_APP_SCREENSHOT=PATH to keep the screenshot (docs/web_demo.png comes from this test).
 """
 
@@ -36,9 +37,9 @@ def _missing(reason: str):
 
 
 if importlib.util.find_spec("gradio") is None:
-    _missing("gradio not installed (demo extra; CI runs these in the demo env)")
+    _missing("gradio not installed (the [demo] extra; CI installs it)")
 if importlib.util.find_spec("playwright") is None:
-    _missing("playwright not installed (browser-test dependency; CI installs it in the demo env)")
+    _missing("playwright not installed (the [browser] extra; CI installs it)")
 CHROMIUM = os.environ.get("MAGICANIMATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     _missing("chromium not found (apt-get install chromium; CI installs it)")

@@ -56,7 +56,7 @@ def test_without_gradio_a_readable_message(app_cli, monkeypatch, capsys):
 
 def test_bad_arguments_are_errors_not_tracebacks(app_cli, capsys, tmp_path):
     if importlib.util.find_spec("gradio") is None:
-        pytest.skip("gradio not installed (demo extra; CI runs these in the demo env)")
+        pytest.skip("gradio not installed (the [demo] extra; CI installs it)")
     assert app_cli.main(["--example", str(tmp_path / "nope.png"), str(tmp_path / "nope.mp4")]) == 2
     assert "nope.png: no such file" in capsys.readouterr().err
     assert app_cli.main(["--weights", "x="]) == 2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="the pose environment has no torch; the main environment runs these")
 
 from magicanimate.extraction.instances import (  # noqa: E402
     InstanceFollower, box_patch_geometry, instance_part_map, paste_labels,

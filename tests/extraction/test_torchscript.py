@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="the pose environment has no torch; the main environment runs these")
 
 from magicanimate.data.densepose import parts_from_rgb  # noqa: E402
 from magicanimate.errors import ConfigError, InputError  # noqa: E402
